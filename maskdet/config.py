@@ -1,0 +1,47 @@
+"""The few constants maskdet lives by: image size, class names, default folders."""
+import os
+from pathlib import Path
+
+IMAGE_SIZE = (100, 100)  # height, width of the model input
+INPUT_SHAPE = (*IMAGE_SIZE, 3)
+
+# Class order everywhere (tables, confusion matrices, reports). The model's
+# sigmoid output is P(CLASS_NAMES[0]), i.e. P(face wears a mask).
+CLASS_NAMES = ("with_mask", "without_mask")
+POSITIVE_CLASS = CLASS_NAMES[0]
+
+# Folder names users give their class folders, compared case-insensitively with
+# spaces, dashes and underscores removed.
+CLASS_ALIASES = {
+    "with_mask": {"withmask", "mask", "masked", "withmasks", "masks", "yes", "1"},
+    "without_mask": {"withoutmask", "nomask", "unmasked", "withoutmasks", "nomasks", "no", "0"},
+}
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+# Images larger than this many pixels are refused (decompression-bomb guard).
+MAX_IMAGE_PIXELS = 50_000_000
+
+KAGGLE_DATASET = "muhammadahsan026/facemask-dataset-covid1910k-images-2-folders"
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+_SHARED_DATA = PROJECT_DIR.parent / "shared" / "datasets" / "facemask-12k"
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else default
+
+
+DATA_DIR = _env_path("MASKDET_DATA", _SHARED_DATA if _SHARED_DATA.is_dir() else PROJECT_DIR / "data")
+RUNS_DIR = _env_path("MASKDET_RUNS", PROJECT_DIR / "runs")
+MODELS_DIR = _env_path("MASKDET_MODELS", PROJECT_DIR / "models")
+CACHE_DIR = _env_path("MASKDET_CACHE", PROJECT_DIR / ".cache")
+DEFAULT_MODEL = MODELS_DIR / "maskdet.keras"
+MODEL_CARD = MODELS_DIR / "maskdet.card.json"
+
+DEFAULT_VAL_FRACTION = 0.2
+DEFAULT_ALPHA = 0.25
+DEFAULT_EPOCHS = 20
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_LEARNING_RATE = 2e-3

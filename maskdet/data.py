@@ -1,0 +1,602 @@
+"""Dataset folders -> one pandas table; the leak-free split; data health; pixels for training.
+
+A dataset is any folder with one sub-folder per class (names matched loosely, see
+config.CLASS_ALIASES), possibly nested (Kaggle's download) or split into
+Train/Validation/Test folders: every folder whose name is a class alias counts.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import config
+
+Image.MAX_IMAGE_PIXELS = config.MAX_IMAGE_PIXELS
+# Near-duplicates: cosine similarity of colour-layout signatures above this links two
+# images; a group never grows past MAX_GROUP so look-alike chains cannot swallow the data.
+NEAR_DUP_THRESHOLD = 0.85
+MAX_GROUP = 24
+SCAN_CACHE_VERSION = 2
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image; the message says why, for a user."""
+
+
+class DatasetError(ValueError):
+    """A folder that cannot be used as a dataset; the message says why, for a user."""
+
+
+# ---------------------------------------------------------------- images
+
+def open_image(source) -> Image.Image:
+    """Any user image (path, bytes, file object or PIL image) -> RGB PIL image, EXIF-rotated.
+
+    Raises ImageError with a one-sentence reason for anything that is not a usable image.
+    """
+    name = getattr(source, "name", None) or (str(source) if isinstance(source, (str, Path)) else "image")
+    try:
+        if isinstance(source, Image.Image):
+            img = source
+        else:
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                data = bytes(source)
+            elif isinstance(source, (str, Path)):
+                path = Path(source)
+                if not path.exists():
+                    raise ImageError(f"{path}: no such file")
+                if path.is_dir():
+                    raise ImageError(f"{path}: is a folder, not an image")
+                data = path.read_bytes()
+            else:
+                data = source.read()
+            if not data:
+                raise ImageError(f"{Path(name).name}: the file is empty (0 bytes)")
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(io.BytesIO(data))
+                img.load()
+        if img.width * img.height > config.MAX_IMAGE_PIXELS:
+            raise ImageError(f"{Path(name).name}: {img.width}x{img.height} is too large "
+                             f"(limit {config.MAX_IMAGE_PIXELS:,} pixels)")
+        if img.width < 2 or img.height < 2:
+            raise ImageError(f"{Path(name).name}: {img.width}x{img.height} is too small to hold a face")
+        img = ImageOps.exif_transpose(img)  # phone photos store rotation in EXIF
+        return _to_rgb(img)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{Path(name).name}: the image is too large to open safely "
+                         f"(limit {config.MAX_IMAGE_PIXELS:,} pixels)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{Path(name).name}: not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{Path(name).name}: the image is damaged or truncated ({exc})") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit greyscale: scale to 8 bits
+        arr = np.asarray(img, dtype=np.float64)
+        peak = arr.max() or 1.0
+        img = Image.fromarray((arr * (255.0 / peak)).astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def to_array(img: Image.Image) -> np.ndarray:
+    """RGB PIL image -> the model's uint8 input (IMAGE_SIZE, 3). The one resize used for
+    training and serving alike, so the two cannot drift apart."""
+    h, w = config.IMAGE_SIZE
+    return np.asarray(img.resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- folders
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", name.lower())
+
+
+def class_of_folder(name: str) -> str | None:
+    """Folder name -> class name, or None when it names no class."""
+    key = _norm(name)
+    for cls, aliases in config.CLASS_ALIASES.items():
+        if key == _norm(cls) or key in aliases:
+            return cls
+    return None
+
+
+def find_class_folders(root: str | Path) -> dict[str, list[Path]]:
+    """Every folder under root whose name is a class alias, by class (nested layouts too)."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DatasetError(f"{root}: the folder does not exist")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: is a file, not a folder")
+    found: dict[str, list[Path]] = {c: [] for c in config.CLASS_NAMES}
+    seen_dirs = []
+    for dirpath, dirnames, _ in os.walk(root, followlinks=False):  # no symlink loops
+        dirnames.sort()
+        depth = len(Path(dirpath).relative_to(root).parts)
+        if depth >= 5:
+            dirnames[:] = []
+            continue
+        for d in list(dirnames):
+            cls = class_of_folder(d)
+            if cls:
+                found[cls].append(Path(dirpath) / d)
+                dirnames.remove(d)  # a class folder's own sub-folders belong to it
+            else:
+                seen_dirs.append(d)
+    if not any(found.values()):
+        names = ", ".join(sorted(set(seen_dirs))[:8]) or "none"
+        raise DatasetError(
+            f"{root}: no class folders found (sub-folders seen: {names}). Expected one folder per class, "
+            f"named like {' / '.join(config.CLASS_NAMES)}.")
+    return found
+
+
+def list_images(root: str | Path) -> pd.DataFrame:
+    """The image files of a dataset folder: path, label (sorted, stable)."""
+    rows = []
+    for cls, dirs in find_class_folders(root).items():
+        for d in dirs:
+            for dirpath, dirnames, filenames in os.walk(d, followlinks=False):
+                dirnames.sort()
+                for f in sorted(filenames):
+                    if f.lower().endswith(config.IMAGE_EXTENSIONS) and not f.startswith("."):
+                        rows.append((str(Path(dirpath) / f), cls))
+    table = pd.DataFrame(rows, columns=["path", "label"])
+    if table.empty:
+        raise DatasetError(f"{root}: the class folders hold no image files "
+                           f"({', '.join(config.IMAGE_EXTENSIONS)})")
+    return table.drop_duplicates("path").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- scanning
+
+def _signature(img: Image.Image) -> np.ndarray:
+    """Colour-layout signature that survives the flips, small rotations, shifts and zooms
+    of augmented copies: HSV histograms of the centre, its upper and its lower half."""
+    a = np.asarray(img.resize((48, 48), Image.Resampling.BILINEAR).convert("HSV"))[6:42, 6:42]
+
+    def hist(part):
+        hsv = part.reshape(-1, 3).astype(np.int32)
+        idx = (hsv[:, 0] * 12 // 256) * 16 + (hsv[:, 1] * 4 // 256) * 4 + (hsv[:, 2] * 4 // 256)
+        x = np.sqrt(np.bincount(idx, minlength=192).astype(np.float32))
+        return x / (np.linalg.norm(x) + 1e-9)
+
+    return (np.concatenate([hist(a), hist(a[:18]), hist(a[18:])]) / np.sqrt(3)).astype(np.float32)
+
+
+def _sharpness(img: Image.Image) -> float:
+    """Mean absolute Laplacian of the model-size greyscale image: low for upscaled or blurry crops."""
+    g = np.asarray(img.convert("L").resize(config.IMAGE_SIZE[::-1], Image.Resampling.BILINEAR), np.float32)
+    lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+    return float(np.abs(lap).mean())
+
+
+def _scan_file(path: str) -> dict:
+    row = {"width": np.nan, "height": np.nan, "format": None, "mode": None, "sharpness": np.nan,
+           "hash": None, "error": None, "signature": None}
+    try:
+        data = Path(path).read_bytes()
+        row["bytes"] = len(data)
+        row["hash"] = hashlib.sha1(data).hexdigest()
+        with Image.open(io.BytesIO(data)) as raw:
+            row["format"], row["mode"] = raw.format, raw.mode
+        img = open_image(data)
+        row["width"], row["height"] = img.size
+        row["sharpness"] = _sharpness(img)
+        row["signature"] = _signature(img)
+    except ImageError as exc:
+        row["error"] = str(exc).replace("image: ", "", 1)
+    except (OSError, UnidentifiedImageError) as exc:
+        row["error"] = f"unreadable: {exc}"
+    return row
+
+
+def _cache_file(root: Path) -> Path:
+    key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:16]
+    return config.CACHE_DIR / f"scan-v{SCAN_CACHE_VERSION}-{key}.pkl"
+
+
+def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
+         use_cache: bool = True, progress=None) -> pd.DataFrame:
+    """A dataset folder -> one table, a row per image file.
+
+    Columns: path, label, width, height, bytes, format, mode, sharpness, hash, error,
+    group (near-duplicate group id), group_size, split ("train"/"val"; None for unreadable files).
+    Unreadable files stay in the table with `error` set; they are never fatal.
+    `progress(done, total)` is called while files are read. Per-file results are cached
+    by path, size and modification time, so a rescan reads only new or changed files.
+    """
+    root = Path(root).expanduser()
+    table = list_images(root)
+    stats = [os.stat(p) for p in table["path"]]
+    table["bytes"] = [s.st_size for s in stats]
+    table["mtime"] = [s.st_mtime_ns for s in stats]
+
+    cache_path = _cache_file(root)
+    cached = {}
+    if use_cache and cache_path.exists():
+        try:
+            old = pd.read_pickle(cache_path)
+            cached = {(r.path, r.bytes, r.mtime): r._asdict() for r in old.itertuples(index=False)}
+        except Exception:  # a stale or torn cache is only a cache
+            cached = {}
+    todo = [i for i, r in enumerate(table.itertuples(index=False)) if (r.path, r.bytes, r.mtime) not in cached]
+    results: dict[int, dict] = {}
+    with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool:
+        for n, (i, row) in enumerate(zip(todo, pool.map(_scan_file, table["path"].iloc[todo]))):
+            results[i] = row
+            if progress and (n % 200 == 0 or n == len(todo) - 1):
+                progress(n + 1, len(todo))
+    cols = ["width", "height", "format", "mode", "sharpness", "hash", "error", "signature"]
+    records = []
+    for i, r in enumerate(table.itertuples(index=False)):
+        src = results.get(i) or cached[(r.path, r.bytes, r.mtime)]
+        records.append({c: src.get(c) for c in cols})
+    table = pd.concat([table, pd.DataFrame(records)], axis=1)
+    if use_cache:
+        config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = cache_path.with_suffix(".tmp")
+        table.to_pickle(tmp)
+        os.replace(tmp, cache_path)
+    table = assign_groups(table)
+    table["split"] = split_of_groups(table["group"], val_fraction)
+    table.loc[table["error"].notna(), "split"] = None
+    return table.drop(columns=["mtime"])
+
+
+def assign_groups(table: pd.DataFrame) -> pd.DataFrame:
+    """Group exact copies (same bytes) and near-duplicates (similar colour layout);
+    each group is named by its smallest content hash, so the name depends only on the files."""
+    table = table.copy()
+    ok = table["error"].isna().to_numpy()
+    idx = np.flatnonzero(ok)
+    n = len(idx)
+    parent = np.arange(n)
+    size = np.ones(n, dtype=np.int64)
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    hashes = table["hash"].to_numpy()[idx]
+    first_of = {}
+    for k, h in enumerate(hashes):  # exact copies always join, whatever the size
+        if h in first_of:
+            a, b = find(k), find(first_of[h])
+            if a != b:
+                parent[a] = b
+                size[b] += size[a]
+        else:
+            first_of[h] = k
+    if n > 1:
+        sig = np.stack(table["signature"].to_numpy()[idx])
+        pairs_i, pairs_j, sims = [], [], []
+        for start in range(0, n, 1024):
+            block = sig[start:start + 1024] @ sig.T
+            rows, cols = np.nonzero(block > NEAR_DUP_THRESHOLD)
+            rows = rows + start
+            keep = cols > rows
+            pairs_i.append(rows[keep]); pairs_j.append(cols[keep])
+            sims.append(block[rows[keep] - start, cols[keep]])
+        pi, pj, s = np.concatenate(pairs_i), np.concatenate(pairs_j), np.concatenate(sims)
+        # strongest links first, ties broken by content so the result is order-free
+        order = np.lexsort((np.minimum(hashes[pi], hashes[pj]), -s))
+        for i, j in zip(pi[order], pj[order]):
+            a, b = find(i), find(j)
+            if a != b and size[a] + size[b] <= MAX_GROUP:
+                parent[a] = b
+                size[b] += size[a]
+    roots = np.array([find(i) for i in range(n)], dtype=np.int64)
+    names = pd.Series(hashes).groupby(roots).transform("min").to_numpy()
+    group = pd.Series([None] * len(table), dtype=object)
+    group.iloc[idx] = names
+    table["group"] = group.to_numpy()
+    table["group_size"] = table.groupby("group")["path"].transform("size")
+    table.loc[~ok, "group_size"] = np.nan
+    return table
+
+
+def split_of_groups(groups: pd.Series, val_fraction: float) -> pd.Series:
+    """Group name -> "val" or "train": a pure function of the group's content hash, so the
+    split is the same on every machine and run, and growing val_fraction only adds groups."""
+    if not 0 < val_fraction < 1:
+        raise ValueError("val_fraction must be between 0 and 1")
+
+    def one(g):
+        if g is None or (isinstance(g, float) and np.isnan(g)):
+            return None
+        u = int(hashlib.sha1(f"maskdet-split:{g}".encode()).hexdigest()[:12], 16) / 16 ** 12
+        return "val" if u < val_fraction else "train"
+
+    return groups.map(one)
+
+
+def usable(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows that can be trained on: readable, labelled."""
+    return table[table["error"].isna()].reset_index(drop=True)
+
+
+def check_trainable(table: pd.DataFrame) -> None:
+    """Raise DatasetError saying why a table cannot be trained on, if it cannot."""
+    good = usable(table)
+    counts = good["label"].value_counts()
+    missing = [c for c in config.CLASS_NAMES if counts.get(c, 0) == 0]
+    if missing:
+        raise DatasetError(f"cannot train: no readable images of class {', '.join(missing)} "
+                           f"(found {', '.join(f'{k}: {v}' for k, v in counts.items()) or 'none'})")
+    for split in ("train", "val"):
+        part = good[good["split"] == split]["label"].value_counts()
+        if any(part.get(c, 0) == 0 for c in config.CLASS_NAMES):
+            raise DatasetError(f"cannot train: the {split} split lacks a class; add images "
+                               f"(each class needs at least a few distinct images)")
+
+
+def balanced_sample(table: pd.DataFrame, limit: int, seed: int = 0) -> pd.DataFrame:
+    """About `limit` rows, half per class, keeping whole near-duplicate groups together."""
+    good = usable(table)
+    parts = []
+    for cls in config.CLASS_NAMES:
+        rows = good[good["label"] == cls]
+        groups = rows["group"].drop_duplicates().sample(frac=1.0, random_state=seed)
+        sizes = rows.groupby("group").size().reindex(groups)
+        keep = groups[(sizes.cumsum() <= limit // 2).to_numpy()]
+        parts.append(rows[rows["group"].isin(keep)])
+    return pd.concat(parts).sort_values("path").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- data health
+
+def _auc(a: np.ndarray, b: np.ndarray) -> float:
+    """P(value of a random `a` image > that of a random `b` image), ties half."""
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    if len(a) == 0 or len(b) == 0:
+        return 0.5
+    ranks = pd.Series(np.concatenate([a, b])).rank().to_numpy()
+    return float((ranks[: len(a)].sum() - len(a) * (len(a) + 1) / 2) / (len(a) * len(b)))
+
+
+def health(table: pd.DataFrame) -> dict:
+    """What could mislead a model trained on this table, as figures and warnings."""
+    good = usable(table)
+    counts = {c: int((good["label"] == c).sum()) for c in config.CLASS_NAMES}
+    total = sum(counts.values())
+    dup = good[good.duplicated("hash", keep=False)]
+    labels_per_hash = dup.groupby("hash")["label"].nunique()
+    groups = good[good["group_size"] > 1]
+    report = {
+        "images": int(len(table)),
+        "readable": int(len(good)),
+        "class_counts": counts,
+        "balance": (min(counts.values()) / max(counts.values())) if max(counts.values()) else 0.0,
+        "corrupt": table.loc[table["error"].notna(), ["path", "label", "error"]].to_dict("records"),
+        "exact_duplicate_sets": int(labels_per_hash.size),
+        "exact_duplicate_files": int(len(dup) - labels_per_hash.size),
+        "duplicates_across_classes": sorted(labels_per_hash[labels_per_hash > 1].index.tolist()),
+        "near_duplicate_groups": int(groups["group"].nunique()),
+        "images_in_near_duplicate_groups": int(len(groups)),
+        "groups_across_classes": int((groups.groupby("group")["label"].nunique() > 1).sum()),
+        "split_counts": {s: {c: int(((good["split"] == s) & (good["label"] == c)).sum())
+                             for c in config.CLASS_NAMES} for s in ("train", "val")},
+        "per_class": {},
+        "shortcuts": [],
+        "warnings": [],
+    }
+    for cls in config.CLASS_NAMES:
+        rows = good[good["label"] == cls]
+        report["per_class"][cls] = {
+            "median_width": float(rows["width"].median()) if len(rows) else None,
+            "median_height": float(rows["height"].median()) if len(rows) else None,
+            "median_sharpness": float(rows["sharpness"].median()) if len(rows) else None,
+            "formats": rows["format"].value_counts().to_dict(),
+            "modes": rows["mode"].value_counts().to_dict(),
+        }
+    a, b = (good[good["label"] == c] for c in config.CLASS_NAMES)
+    features = {
+        "image width": "width", "image height": "height", "file size per pixel": None, "sharpness": "sharpness"}
+    for label, col in features.items():
+        if col is None:
+            fa = (a["bytes"] / (a["width"] * a["height"])).to_numpy(float)
+            fb = (b["bytes"] / (b["width"] * b["height"])).to_numpy(float)
+        else:
+            fa, fb = a[col].to_numpy(float), b[col].to_numpy(float)
+        auc = _auc(fa, fb)
+        separability = max(auc, 1 - auc)
+        report["shortcuts"].append({"property": label, "separability": separability})
+        if separability >= 0.75:
+            report["warnings"].append(
+                f"{label} alone tells {config.CLASS_NAMES[0]} from {config.CLASS_NAMES[1]} for "
+                f"{separability:.0%} of image pairs: a model can learn it instead of masks.")
+    if total and report["balance"] < 0.5:
+        report["warnings"].append(f"classes are unbalanced ({counts}); accuracy will flatter the model.")
+    if report["duplicates_across_classes"]:
+        report["warnings"].append(f"{len(report['duplicates_across_classes'])} images appear in both classes.")
+    if report["corrupt"]:
+        report["warnings"].append(f"{len(report['corrupt'])} files cannot be read and are skipped.")
+    return report
+
+
+# ---------------------------------------------------------------- pixels and tf.data
+
+def load_pixels(table: pd.DataFrame, use_cache: bool = True, progress=None) -> np.ndarray:
+    """Decode every row once into an (N, H, W, 3) uint8 array, cached on disk by content."""
+    key = hashlib.sha1(("|".join(table["hash"].astype(str)) + str(config.IMAGE_SIZE)).encode()).hexdigest()[:20]
+    cache_path = config.CACHE_DIR / f"pixels-{key}.npy"
+    if use_cache and cache_path.exists():
+        try:
+            arr = np.load(cache_path)
+            if arr.shape[0] == len(table):
+                return arr
+        except Exception:
+            pass
+    out = np.zeros((len(table), *config.INPUT_SHAPE), np.uint8)
+
+    def load(i_path):
+        i, path = i_path
+        out[i] = to_array(open_image(path))
+
+    with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool:
+        for n, _ in enumerate(pool.map(load, enumerate(table["path"]))):
+            if progress and (n % 500 == 0 or n == len(table) - 1):
+                progress(n + 1, len(table))
+    if use_cache:
+        config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = cache_path.with_suffix(".tmp.npy")
+        np.save(tmp, out)
+        os.replace(tmp, cache_path)
+    return out
+
+
+def labels_of(table: pd.DataFrame) -> np.ndarray:
+    """1.0 for the positive class (with mask), 0.0 otherwise: what the sigmoid predicts."""
+    return (table["label"] == config.POSITIVE_CLASS).to_numpy(np.float32)
+
+
+def _quality_augment(images):
+    """Randomly degrade image quality (down- then up-scaling, pixelation, JPEG artefacts) so the
+    model cannot tell the classes apart by how sharp or clean their photos are."""
+    import tensorflow as tf
+
+    h, w = config.IMAGE_SIZE
+    batch = tf.shape(images)[0]
+    side = tf.random.uniform([], 16, h + 1, dtype=tf.int32)
+    method = tf.random.uniform([], 0, 2, dtype=tf.int32)
+    small = tf.image.resize(images, [side, side], method="area")
+    blurry = tf.cond(method == 0,
+                     lambda: tf.image.resize(small, [h, w], method="bilinear"),
+                     lambda: tf.image.resize(small, [h, w], method="nearest"))
+    pick = tf.random.uniform([batch, 1, 1, 1]) < 0.5
+    images = tf.where(pick, blurry, images)
+    jpeg_q = tf.random.uniform([], 20, 95, dtype=tf.int32)
+    jpegged = tf.map_fn(lambda im: tf.image.adjust_jpeg_quality(im / 255.0, jpeg_q) * 255.0, images)
+    pick = tf.random.uniform([batch, 1, 1, 1]) < 0.3
+    return tf.where(pick, jpegged, images)
+
+
+def make_augmenter():
+    """The geometric and colour augmentation, as Keras layers."""
+    import keras
+
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal"),
+        keras.layers.RandomRotation(0.06, fill_mode="reflect"),
+        keras.layers.RandomZoom((-0.15, 0.15), fill_mode="reflect"),
+        keras.layers.RandomTranslation(0.08, 0.08, fill_mode="reflect"),
+        keras.layers.RandomBrightness(0.25, value_range=(0, 255)),
+        keras.layers.RandomContrast(0.3),
+    ], name="augment")
+
+
+def make_dataset(pixels: np.ndarray, labels: np.ndarray, batch_size: int, training: bool,
+                 augment: bool = True, seed: int = 0):
+    """In-memory uint8 pixels -> a batched tf.data pipeline (shuffle, augment, prefetch)."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((pixels, labels.astype(np.float32)))
+    if training:
+        ds = ds.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    if training and augment:
+        augmenter = make_augmenter()
+        ds = ds.map(lambda x, y: (tf.clip_by_value(_quality_augment(augmenter(x, training=True)), 0, 255), y),
+                    num_parallel_calls=2)
+    ds = ds.prefetch(2)
+    options = tf.data.Options()
+    options.autotune.enabled = False  # autotune stalls every epoch on this 2-core CPU (MEASURED.md)
+    return ds.with_options(options)
+
+
+# ---------------------------------------------------------------- Kaggle
+
+def kaggle_credentials(username: str | None = None, key: str | None = None) -> tuple[str, str]:
+    """Credentials from arguments, KAGGLE_USERNAME/KAGGLE_KEY, or ~/.kaggle/kaggle.json."""
+    import json
+
+    username = username or os.environ.get("KAGGLE_USERNAME")
+    key = key or os.environ.get("KAGGLE_KEY")
+    if username and key:
+        return username, key
+    path = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle")) / "kaggle.json"
+    if path.exists():
+        try:
+            creds = json.loads(path.read_text())
+            return creds["username"], creds["key"]
+        except (ValueError, KeyError, TypeError):
+            raise DatasetError(f"{path}: not a valid kaggle.json (needs \"username\" and \"key\")") from None
+    raise DatasetError("Kaggle credentials missing: give a username and API key, set KAGGLE_USERNAME and "
+                       "KAGGLE_KEY, or put kaggle.json in ~/.kaggle (Kaggle > Settings > Create New Token).")
+
+
+def download(dest: str | Path, username: str | None = None, key: str | None = None,
+             dataset: str = config.KAGGLE_DATASET) -> Path:
+    """Download the Kaggle dataset into dest through opendatasets; returns the dataset folder.
+
+    Never prompts: opendatasets asks on stdin when it finds no credentials, which would hang
+    a server, so credentials are always handed to it through the environment and stdin is closed.
+    A failed download leaves no partial folder that would look complete.
+    """
+    import contextlib
+    import shutil
+    import sys
+
+    username, key = kaggle_credentials(username, key)
+    dest = Path(dest).expanduser()
+    slug = dataset.split("/")[-1]
+    target = dest / slug
+    if target.exists() and any(target.iterdir()):
+        find_class_folders(target)  # an existing download must be a dataset, else say so
+        return target
+    dest.mkdir(parents=True, exist_ok=True)
+    partial = dest / f".{slug}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    saved = {k: os.environ.get(k) for k in ("KAGGLE_USERNAME", "KAGGLE_KEY")}
+    os.environ["KAGGLE_USERNAME"], os.environ["KAGGLE_KEY"] = username, key
+    old_stdin = sys.stdin
+    sys.stdin = io.StringIO("")  # any prompt gets EOF at once instead of waiting forever
+    try:
+        import opendatasets
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            opendatasets.download(f"https://www.kaggle.com/datasets/{dataset}", data_dir=str(partial))
+        got = partial / slug
+        if not got.exists() or not any(got.iterdir()):
+            raise DatasetError("the Kaggle download finished without files; check the credentials")
+        find_class_folders(got)
+        os.replace(got, target)
+        return target
+    except DatasetError:
+        raise
+    except EOFError:
+        raise DatasetError("Kaggle rejected the credentials (opendatasets asked for them again)") from None
+    except Exception as exc:  # network errors, 401/403 from the Kaggle API
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatasetError(f"Kaggle download failed: {msg}. Check the network and the credentials.") from None
+    finally:
+        sys.stdin = old_stdin
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(partial, ignore_errors=True)
