@@ -1,0 +1,231 @@
+"""The command line: python -m maskdet {download,scan,train,runs,cancel,evaluate,predict,export}."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import config
+
+
+def _model_arg(p):
+    p.add_argument("--model", type=Path, default=config.DEFAULT_MODEL,
+                   help=f"a .keras model (default: the active model, {config.DEFAULT_MODEL})")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m maskdet", description="Train, inspect and use a face-mask classifier.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("download", help="download the Kaggle FaceMask dataset (needs Kaggle credentials)")
+    p.add_argument("--dest", type=Path, default=config.PROJECT_DIR / "data")
+    p.add_argument("--username", help="Kaggle user name (else KAGGLE_USERNAME or ~/.kaggle/kaggle.json)")
+    p.add_argument("--key", help="Kaggle API key (else KAGGLE_KEY or ~/.kaggle/kaggle.json)")
+
+    p = sub.add_parser("scan", help="scan a dataset folder: counts, split, data health")
+    p.add_argument("--data", type=Path, default=config.DATA_DIR)
+    p.add_argument("--val-fraction", type=float, default=config.DEFAULT_VAL_FRACTION)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("train", help="train a model; prints the run folder")
+    p.add_argument("--data", type=Path, default=config.DATA_DIR)
+    p.add_argument("--epochs", type=int, default=config.DEFAULT_EPOCHS)
+    p.add_argument("--batch-size", type=int, default=config.DEFAULT_BATCH_SIZE)
+    p.add_argument("--alpha", type=float, default=config.DEFAULT_ALPHA, help="MobileNet width multiplier")
+    p.add_argument("--learning-rate", type=float, default=config.DEFAULT_LEARNING_RATE)
+    p.add_argument("--val-fraction", type=float, default=config.DEFAULT_VAL_FRACTION)
+    p.add_argument("--limit", type=int, help="train on a class-balanced sample of about N images")
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs-dir", type=Path, default=config.RUNS_DIR)
+    p.add_argument("--resume", metavar="RUN_ID", help="continue a cancelled or killed run from its checkpoint")
+    p.add_argument("--background", action="store_true", help="start the run in its own process and return")
+    p.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
+
+    p = sub.add_parser("runs", help="list training runs")
+    p.add_argument("--runs-dir", type=Path, default=config.RUNS_DIR)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("cancel", help="ask a training run to stop (it saves what it learned)")
+    p.add_argument("run_id")
+    p.add_argument("--runs-dir", type=Path, default=config.RUNS_DIR)
+
+    p = sub.add_parser("evaluate", help="accuracy, confusion matrix and per-class figures on a split")
+    _model_arg(p)
+    p.add_argument("--data", type=Path, default=config.DATA_DIR)
+    p.add_argument("--split", choices=["val", "all"], default="val")
+    p.add_argument("--val-fraction", type=float, default=config.DEFAULT_VAL_FRACTION)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("predict", help="classify images")
+    _model_arg(p)
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--json", action="store_true", help="one JSON object per line, one line per input")
+
+    p = sub.add_parser("export", help="export a model for serving (TFLite or SavedModel)")
+    _model_arg(p)
+    p.add_argument("--format", choices=["tflite", "saved_model"], required=True)
+    p.add_argument("--out", type=Path)
+    return ap
+
+
+def cmd_download(a):
+    from . import data
+
+    print(f"downloading {config.KAGGLE_DATASET} into {a.dest} ...", file=sys.stderr)
+    print(data.download(a.dest, a.username, a.key))
+
+
+def cmd_scan(a):
+    from . import data
+
+    table = data.scan(a.data, val_fraction=a.val_fraction,
+                      progress=lambda d, t: print(f"\rreading images {d}/{t}", end="", file=sys.stderr))
+    print(file=sys.stderr)
+    report = data.health(table)
+    if a.json:
+        print(json.dumps(report, default=str))
+        return
+    print(f"{a.data}: {report['readable']} readable images of {report['images']}; classes {report['class_counts']}")
+    print(f"split: {report['split_counts']}")
+    print(f"near-duplicate groups: {report['near_duplicate_groups']} "
+          f"({report['images_in_near_duplicate_groups']} images); exact duplicate files: "
+          f"{report['exact_duplicate_files']}; corrupt: {len(report['corrupt'])}")
+    for w in report["warnings"]:
+        print(f"warning: {w}")
+
+
+def cmd_train(a):
+    from . import runs, train
+
+    if a.run_dir:  # the process runs.start() spawns
+        status = train.run(a.run_dir, lock_fd=a.lock_fd)
+        return 0 if status["state"] != "failed" else 1
+    params = {"epochs": a.epochs, "batch_size": a.batch_size, "alpha": a.alpha, "learning_rate": a.learning_rate,
+              "val_fraction": a.val_fraction, "limit": a.limit, "augment": a.augment, "seed": a.seed}
+    if not Path(a.data).expanduser().is_dir():
+        raise FileNotFoundError(f"{a.data}: the dataset folder does not exist")
+    if a.background:
+        if a.resume:
+            raise runs.RunError("--resume runs in the foreground; leave out --background")
+        run_dir = runs.start(a.data, a.runs_dir, **params)
+        print(run_dir)
+        return 0
+    lock = runs.acquire_lock(a.runs_dir)
+    if a.resume:
+        run_dir = runs.find(a.resume, a.runs_dir)
+        st = runs.status(run_dir)
+        if st["state"] == "done":
+            os.close(lock)
+            raise runs.RunError(f"run {a.resume} already finished; start a new run instead")
+        if not st["has_checkpoint"]:
+            print(f"run {a.resume} has no checkpoint yet; it starts from epoch 1", file=sys.stderr)
+    else:
+        run_dir = a.runs_dir / runs.new_run_id()
+        run_dir.mkdir(parents=True)
+        runs.write_json(run_dir / "params.json", {"data": str(Path(a.data).expanduser().resolve()), **params})
+    print(run_dir, flush=True)
+
+    def echo(r):
+        if r.get("partial"):
+            return
+        val = f", val_loss {r['val_loss']:.4f}, val_accuracy {r['val_accuracy']:.4f}" if "val_loss" in r else ""
+        print(f"epoch {r['epoch']}: loss {r['loss']:.4f}, accuracy {r['accuracy']:.4f}{val} "
+              f"({r['epoch_s']:.0f} s)", file=sys.stderr, flush=True)
+
+    status = train.run(run_dir, lock_fd=lock, echo=echo)
+    if status["state"] == "failed":
+        raise RuntimeError(f"training failed: {status.get('error')} (details in {run_dir}/traceback.txt)")
+    print(f"{status['state']}: validation accuracy {status['val_accuracy']:.4f} "
+          f"({status.get('val_images')} images), model in {run_dir / 'model.keras'}", file=sys.stderr)
+    return 0
+
+
+def cmd_runs(a):
+    from . import runs
+
+    listing = runs.list_runs(a.runs_dir)
+    if a.json:
+        print(json.dumps(listing, default=str))
+        return
+    for r in listing:
+        acc = f" val_accuracy {r['val_accuracy']:.4f}" if r.get("val_accuracy") is not None else ""
+        print(f"{r['run_id']}  {r['state']:9s} epoch {r.get('completed_epochs', 0)}/{r.get('epochs', '?')}{acc}"
+              + (f"  ({r['error']})" if r.get("error") else ""))
+    if not listing:
+        print(f"no runs in {a.runs_dir}", file=sys.stderr)
+
+
+def cmd_cancel(a):
+    from . import runs
+
+    run_dir = runs.find(a.run_id, a.runs_dir)
+    runs.cancel(run_dir)
+    print(f"cancel requested for {a.run_id}")
+
+
+def cmd_evaluate(a):
+    from . import evaluate, infer
+
+    clf = infer.Classifier.load(a.model, a.threshold)
+    _, m = evaluate.evaluate(clf, a.data, a.split, a.val_fraction)
+    if a.json:
+        print(json.dumps(m))
+        return
+    cm = m["confusion_matrix"]
+    print(f"{a.model} on {a.data} ({a.split}, {m['n']} images): accuracy {m['accuracy']:.4f}, "
+          f"balanced accuracy {m['balanced_accuracy']:.4f}")
+    print(f"confusion matrix (rows true, columns predicted: {', '.join(config.CLASS_NAMES)}): {cm}")
+    for cls, pc in m["per_class"].items():
+        print(f"  {cls}: precision {pc['precision']:.4f} recall {pc['recall']:.4f} f1 {pc['f1']:.4f}")
+
+
+def cmd_predict(a):
+    from . import infer
+
+    clf = infer.Classifier.load(a.model, a.threshold)
+    results = clf.classify_crops(a.images)
+    failed = 0
+    for path, r in zip(a.images, results):
+        failed += r["error"] is not None
+        if a.json:
+            print(json.dumps({"path": str(path), **r}), flush=True)
+        elif r["error"]:
+            print(f"{path}: error: {r['error']}")
+        else:
+            print(f"{path}: {r['label']} (p_mask {r['p_mask']:.3f})")
+    return 1 if failed else 0
+
+
+def cmd_export(a):
+    from . import export
+
+    print(export.export(a.model, a.format, a.out))
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return globals()[f"cmd_{a.command}"](a) or 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear sentence, not a traceback
+        if os.environ.get("MASKDET_DEBUG"):
+            raise
+        from . import data, infer, runs
+
+        known = (data.DatasetError, data.ImageError, infer.ModelError, runs.RunError, FileNotFoundError)
+        msg = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

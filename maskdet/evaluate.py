@@ -1,0 +1,93 @@
+"""A model x a split -> predictions, confusion matrix, metrics, curves, the table of errors."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import config, data
+
+
+def metrics(y_true: np.ndarray, p_mask: np.ndarray, threshold: float = 0.5) -> dict:
+    """y_true is 1 for with_mask. The confusion matrix's rows are true classes, columns predicted,
+    both in config.CLASS_NAMES order."""
+    y_true = np.asarray(y_true).astype(int)
+    pred = (np.asarray(p_mask) >= threshold).astype(int)
+    # index 0 = with_mask (y=1), index 1 = without_mask (y=0)
+    cm = [[int(((y_true == t) & (pred == p)).sum()) for p in (1, 0)] for t in (1, 0)]
+    per_class = {}
+    for k, cls in enumerate(config.CLASS_NAMES):
+        tp = cm[k][k]
+        predicted = cm[0][k] + cm[1][k]
+        actual = sum(cm[k])
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[cls] = {"precision": precision, "recall": recall, "f1": f1, "support": actual}
+    n = len(y_true)
+    recalls = [per_class[c]["recall"] for c in config.CLASS_NAMES if per_class[c]["support"]]
+    return {
+        "n": n,
+        "accuracy": float((pred == y_true).mean()) if n else 0.0,
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else 0.0,
+        "confusion_matrix": cm,
+        "classes": list(config.CLASS_NAMES),
+        "per_class": per_class,
+        "threshold": threshold,
+        "roc_auc": roc_auc(y_true, p_mask),
+    }
+
+
+def roc_auc(y_true, p_mask) -> float | None:
+    y_true, p = np.asarray(y_true).astype(int), np.asarray(p_mask, float)
+    pos, neg = p[y_true == 1], p[y_true == 0]
+    if not len(pos) or not len(neg):
+        return None
+    ranks = pd.Series(np.concatenate([pos, neg])).rank().to_numpy()
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def curves(y_true, p_mask) -> pd.DataFrame:
+    """ROC and precision-recall points for the with_mask class, one row per threshold."""
+    y_true, p = np.asarray(y_true).astype(int), np.asarray(p_mask, float)
+    thresholds = np.unique(np.concatenate([[0.0, 1.0 + 1e-9], p]))[::-1]
+    pos, neg = max(int(y_true.sum()), 1), max(int((1 - y_true).sum()), 1)
+    rows = []
+    for t in thresholds:
+        pred = p >= t
+        tp, fp = int((pred & (y_true == 1)).sum()), int((pred & (y_true == 0)).sum())
+        rows.append({"threshold": float(min(t, 1.0)), "tpr": tp / pos, "fpr": fp / neg,
+                     "precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / pos})
+    return pd.DataFrame(rows)
+
+
+def predict_table(classifier, table: pd.DataFrame, progress=None) -> pd.DataFrame:
+    """The table's readable rows with p_mask and the predicted label added."""
+    good = data.usable(table)
+    pixels = data.load_pixels(good, progress=progress)
+    good = good.copy()
+    good["p_mask"] = classifier.probs(pixels)
+    good["predicted"] = np.where(good["p_mask"] >= classifier.threshold, *config.CLASS_NAMES)
+    return good.drop(columns=["signature"], errors="ignore")
+
+
+def errors(predictions: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+    """Misclassified rows, the most confidently wrong first, with their error type."""
+    pred = np.where(predictions["p_mask"] >= threshold, *config.CLASS_NAMES)
+    wrong = predictions[pred != predictions["label"]].copy()
+    wrong["predicted"] = pred[pred != predictions["label"]]
+    wrong["confidence"] = np.where(wrong["predicted"] == config.CLASS_NAMES[0], wrong["p_mask"], 1 - wrong["p_mask"])
+    wrong["error_type"] = np.where(wrong["predicted"] == config.CLASS_NAMES[0], "false mask", "false no-mask")
+    return wrong.sort_values("confidence", ascending=False).reset_index(drop=True)
+
+
+def evaluate(classifier, data_dir, split: str = "val", val_fraction: float = config.DEFAULT_VAL_FRACTION):
+    """(predictions table, metrics) of a classifier on a dataset's split ("val" or "all")."""
+    table = data.scan(data_dir, val_fraction=val_fraction)
+    if split == "val":
+        table = table[table["split"] == "val"]
+    elif split != "all":
+        raise ValueError("split must be 'val' or 'all'")
+    if data.usable(table).empty:
+        raise data.DatasetError(f"{data_dir}: no readable images in the {split} split")
+    preds = predict_table(classifier, table)
+    return preds, metrics(data.labels_of(preds), preds["p_mask"].to_numpy(), classifier.threshold)

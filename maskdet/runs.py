@@ -1,0 +1,189 @@
+"""A training run is a folder: runs/<run-id>/ with params.json, status.json, metrics.jsonl,
+checkpoint.keras and model.keras. Starting, listing, reading and cancelling runs.
+
+Only one training runs per runs folder: it holds an exclusive lock on runs/.lock for its
+whole life. The kernel drops the lock when the process dies, however it dies.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import config
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+FINAL = ("done", "failed", "cancelled")
+
+
+class RunError(RuntimeError):
+    """A run that cannot be started or found; the message says why, for a user."""
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+# ---------------------------------------------------------------- the lock
+
+def acquire_lock(runs_dir: Path):
+    """Take the one-training-per-folder lock, or raise RunError naming the run that holds it."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(runs_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        live = [r for r in list_runs(runs_dir) if r["state"] in ("queued", "running")]
+        who = f" (run {live[0]['run_id']})" if live else ""
+        raise RunError(f"another training is already running in {runs_dir}{who}; "
+                       "wait for it or cancel it first") from None
+    return fd
+
+
+# ---------------------------------------------------------------- reading
+
+def _alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is dead for our purposes
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def status(run_dir: Path) -> dict:
+    """The run's status; a run whose process is gone without saying so reads as failed."""
+    run_dir = Path(run_dir)
+    st = read_json(run_dir / "status.json", {}) or {}
+    st.setdefault("run_id", run_dir.name)
+    st.setdefault("state", "failed" if not (run_dir / "params.json").exists() else "queued")
+    if st["state"] in ("queued", "running") and not _alive(st.get("pid")):
+        grace = time.time() - (run_dir / "status.json").stat().st_mtime if (run_dir / "status.json").exists() else 99
+        if st.get("pid") or grace > 30:
+            st["state"] = "failed"
+            st["error"] = ("the training process ended without finishing (killed or crashed); "
+                           "resume it to continue from its last checkpoint")
+            st["interrupted"] = True
+            log = _log_tail(run_dir)
+            if log and not st.get("pid"):
+                st["error"] = f"the training process failed to start: {log}"
+    st["cancel_requested"] = (run_dir / "CANCEL").exists()
+    st["has_checkpoint"] = (run_dir / "checkpoint.keras").exists()
+    st["has_model"] = (run_dir / "model.keras").exists()
+    return st
+
+
+def _log_tail(run_dir: Path, lines: int = 3) -> str:
+    try:
+        text = (Path(run_dir) / "log.txt").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " / ".join(text[-lines:])
+
+
+def params(run_dir: Path) -> dict:
+    return read_json(Path(run_dir) / "params.json", {}) or {}
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    """Every complete line of metrics.jsonl (a torn last line, from a kill, is skipped)."""
+    out = []
+    try:
+        with open(Path(run_dir) / "metrics.jsonl") as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    return out
+
+
+def list_runs(runs_dir: Path = config.RUNS_DIR) -> list[dict]:
+    """Status of every run, newest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    runs = [status(d) | {"path": str(d)} for d in runs_dir.iterdir()
+            if d.is_dir() and not d.name.startswith(".") and (d / "params.json").exists()]
+    return sorted(runs, key=lambda r: r["run_id"], reverse=True)
+
+
+def active_run(runs_dir: Path = config.RUNS_DIR) -> dict | None:
+    """The run now queued or running, if any."""
+    return next((r for r in list_runs(runs_dir) if r["state"] in ("queued", "running")), None)
+
+
+def find(run_id: str, runs_dir: Path = config.RUNS_DIR) -> Path:
+    path = Path(runs_dir) / run_id
+    if not (path / "params.json").exists():
+        raise RunError(f"no run {run_id!r} in {runs_dir}")
+    return path
+
+
+# ---------------------------------------------------------------- acting
+
+def cancel(run_dir: Path) -> None:
+    """Ask a run to stop; it finishes its current batch, saves what it learned and says cancelled."""
+    run_dir = Path(run_dir)
+    (run_dir / "CANCEL").write_text(now())
+
+
+def start(data_dir, runs_dir: Path = config.RUNS_DIR, **train_params) -> Path:
+    """Start a training run in its own process; returns its folder at once.
+
+    The lock is taken here and handed to the child, so of two simultaneous starts exactly
+    one begins and the other gets a RunError saying why.
+    """
+    runs_dir = Path(runs_dir)
+    fd = acquire_lock(runs_dir)
+    try:
+        run_dir = runs_dir / new_run_id()
+        run_dir.mkdir(parents=True)
+        write_json(run_dir / "params.json", {"data": str(Path(data_dir).expanduser().resolve()), **train_params})
+        write_json(run_dir / "status.json", {"run_id": run_dir.name, "state": "queued", "created": now()})
+        args = [sys.executable, "-m", "maskdet", "train", "--run-dir", str(run_dir), "--lock-fd", str(fd)]
+        with open(run_dir / "log.txt", "ab") as log:
+            subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             pass_fds=(fd,), start_new_session=True, cwd=str(config.PROJECT_DIR))
+        return run_dir
+    finally:
+        os.close(fd)  # the child holds its own copy of the lock

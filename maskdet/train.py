@@ -1,0 +1,184 @@
+"""One training run: Keras fit on the leak-free split, streaming metrics into the run folder,
+honouring a cancel request, checkpointing every epoch, resumable."""
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+
+from . import config, data, runs
+
+
+def choose_strategy():
+    """One device by default; all local GPUs when there are several; many machines with TF_CONFIG."""
+    import tensorflow as tf
+
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief() -> bool:
+    """Whether this process writes the run folder (the only one, unless TF_CONFIG says otherwise)."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task", {})
+    return task.get("type", "chief") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0
+                                                   and "chief" not in tf_config.get("cluster", {}))
+
+
+def _callbacks(run_dir: Path, status: dict, steps_per_epoch: int, started: float, echo=None):
+    import keras
+
+    class RunRecorder(keras.callbacks.Callback):
+        """Streams metrics to metrics.jsonl, keeps status.json current, stops on a cancel request,
+        and checkpoints atomically at every epoch end."""
+
+        def __init__(self):
+            super().__init__()
+            self.cancelled = False
+            self.epoch = 0
+            self.log = open(run_dir / "metrics.jsonl", "a", buffering=1)
+            self.last_status = 0.0
+
+        def _write(self, record):
+            self.log.write(json.dumps(record) + "\n")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self.epoch_started = time.time()
+
+        def on_train_batch_end(self, batch, logs=None):
+            logs = logs or {}
+            step = self.epoch * steps_per_epoch + batch + 1
+            self._write({"kind": "batch", "epoch": self.epoch + 1, "batch": batch + 1, "step": step,
+                         "loss": float(logs.get("loss", "nan")), "accuracy": float(logs.get("accuracy", "nan")),
+                         "time": time.time() - started})
+            if time.time() - self.last_status > 2:
+                self.last_status = time.time()
+                runs.write_json(run_dir / "status.json", status | {
+                    "epoch": self.epoch + 1, "step": step, "updated": runs.now(),
+                    "elapsed_s": time.time() - started})
+            if (run_dir / "CANCEL").exists():
+                self.cancelled = True
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            record = {"kind": "epoch", "epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
+                      "time": time.time() - started, "epoch_s": time.time() - self.epoch_started}
+            record.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
+            if self.cancelled:  # a partial epoch: its validation was not run
+                record["partial"] = True
+            self._write(record)
+            if echo:
+                echo(record)
+            if not self.cancelled:
+                save_model(self.model, run_dir / "checkpoint.keras")
+                status["completed_epochs"] = epoch + 1
+                runs.write_json(run_dir / "status.json", status | {
+                    "epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "updated": runs.now(),
+                    "elapsed_s": time.time() - started})
+
+        def on_train_end(self, logs=None):
+            self.log.close()
+
+    return RunRecorder()
+
+
+def save_model(model, path: Path) -> None:
+    """Save a .keras file atomically (write aside, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def run(run_dir: Path, lock_fd: int | None = None, echo=None) -> dict:
+    """Execute the run described by run_dir/params.json; returns its final status.
+
+    Resuming: when the folder holds a checkpoint, training continues from it.
+    """
+    run_dir = Path(run_dir)
+    params = runs.params(run_dir)
+    chief = is_chief()
+    if lock_fd is None and chief:
+        lock_fd = runs.acquire_lock(run_dir.parent)
+    previous = runs.read_json(run_dir / "status.json", {}) or {}
+    status = {"run_id": run_dir.name, "state": "running", "pid": os.getpid(),
+              "created": previous.get("created", runs.now()), "started": runs.now(),
+              "epochs": params["epochs"], "completed_epochs": previous.get("completed_epochs", 0),
+              "phase": "reading the dataset"}
+    started = time.time() - float(previous.get("elapsed_s") or 0)
+    if chief:
+        (run_dir / "CANCEL").unlink(missing_ok=True)
+        runs.write_json(run_dir / "status.json", status)
+    try:
+        result = _fit(run_dir, params, status, started, chief, echo)
+        status.update(result)
+    except Exception as exc:  # any failure becomes the run's status, with the reason
+        status.update(state="failed", error=f"{type(exc).__name__}: {exc}" if not isinstance(
+            exc, (data.DatasetError, runs.RunError)) else str(exc))
+        (run_dir / "traceback.txt").write_text(traceback.format_exc())
+    status.update(finished=runs.now(), updated=runs.now(), elapsed_s=time.time() - started, phase=None)
+    if chief:
+        runs.write_json(run_dir / "status.json", status)
+    if lock_fd is not None:
+        os.close(lock_fd)
+    return status
+
+
+def _fit(run_dir: Path, params: dict, status: dict, started: float, chief: bool, echo=None) -> dict:
+    import keras
+
+    from . import evaluate, infer, model as model_lib
+
+    keras.utils.set_random_seed(params.get("seed", 0))
+    table = data.scan(params["data"], val_fraction=params["val_fraction"])
+    if params.get("limit"):
+        table = data.balanced_sample(table, params["limit"], seed=params.get("seed", 0))
+    data.check_trainable(table)
+    good = data.usable(table)
+    train_t, val_t = good[good["split"] == "train"], good[good["split"] == "val"]
+    status["phase"] = "decoding images"
+    status.update(train_images=len(train_t), val_images=len(val_t))
+    if chief:
+        runs.write_json(run_dir / "status.json", status)
+        good[["path", "label", "hash", "group", "split"]].to_csv(run_dir / "split.csv", index=False)
+    x_train, x_val = data.load_pixels(train_t), data.load_pixels(val_t)
+    y_train, y_val = data.labels_of(train_t), data.labels_of(val_t)
+    batch = params["batch_size"]
+    steps_per_epoch = -(-len(train_t) // batch)
+    train_ds = data.make_dataset(x_train, y_train, batch, training=True,
+                                 augment=params.get("augment", True), seed=params.get("seed", 0))
+    val_ds = data.make_dataset(x_val, y_val, batch, training=False)
+
+    strategy = choose_strategy()
+    checkpoint = run_dir / "checkpoint.keras"
+    with strategy.scope():
+        if checkpoint.exists():
+            model = keras.saving.load_model(checkpoint, safe_mode=True)
+            initial_epoch = int(status.get("completed_epochs", 0))
+        else:
+            model = model_lib.make_model(params["alpha"])
+            model_lib.compile_model(model, params["learning_rate"], steps_per_epoch * params["epochs"])
+            initial_epoch = 0
+    status.update(phase="training", steps_per_epoch=steps_per_epoch, replicas=strategy.num_replicas_in_sync,
+                  resumed_from_epoch=initial_epoch or None)
+    recorder = _callbacks(run_dir, status, steps_per_epoch, started, echo) if chief else None
+    model.fit(train_ds, validation_data=val_ds, epochs=params["epochs"], initial_epoch=initial_epoch,
+              callbacks=[recorder] if recorder else [], verbose=0)
+    if not chief:
+        return {"state": "done"}
+    save_model(model, run_dir / "model.keras")
+    status["phase"] = "evaluating"
+    runs.write_json(run_dir / "status.json", status)
+    probs = infer.Classifier(model).probs(x_val)
+    result = evaluate.metrics(y_val.astype(int), probs)
+    runs.write_json(run_dir / "evaluation.json", result)
+    state = "cancelled" if recorder.cancelled else "done"
+    return {"state": state, "val_accuracy": result["accuracy"],
+            "val_balanced_accuracy": result["balanced_accuracy"]}
