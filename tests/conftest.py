@@ -1,0 +1,91 @@
+"""Shared fixtures: an isolated cache and runs folder, small generated datasets, the shared data."""
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+# Before maskdet is imported: caches and runs of the tests never touch the user's folders.
+_TMP = Path(tempfile.mkdtemp(prefix="maskdet-tests-"))
+os.environ["MASKDET_CACHE"] = str(_TMP / "cache")
+os.environ["MASKDET_RUNS"] = str(_TMP / "runs")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+PROJECT = Path(__file__).resolve().parent.parent
+SHARED = PROJECT.parent / "shared" / "datasets"
+FACEMASK = SHARED / "facemask-12k"
+SCENES = SHARED / "face-mask-scenes"
+
+
+def need_shared(path: Path) -> Path:
+    """The shared data set at `path`; skipped where it is absent, except in CI, where it must be there."""
+    if not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing in CI")
+        pytest.skip(f"{path} not present (only on the team's machines)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def facemask_dir():
+    return need_shared(FACEMASK)
+
+
+@pytest.fixture(scope="session")
+def scenes_dir():
+    return need_shared(SCENES)
+
+
+def synthetic_face(masked: bool, seed: int, size: int = 64) -> Image.Image:
+    """A drawn face: skin-coloured oval with eyes; a masked one has a light band over mouth and nose."""
+    rng = np.random.default_rng(seed)
+    bg = tuple(int(v) for v in rng.integers(0, 255, 3))
+    img = Image.new("RGB", (size, size), bg)
+    d = ImageDraw.Draw(img)
+    skin = tuple(int(v) for v in rng.integers([150, 100, 80], [255, 200, 170]))
+    j = rng.integers(-4, 5, 2)
+    d.ellipse([8 + j[0], 4 + j[1], size - 8 + j[0], size - 2 + j[1]], fill=skin)
+    for ex in (22, 42):
+        d.ellipse([ex + j[0] - 4, 24 + j[1] - 3, ex + j[0] + 4, 24 + j[1] + 3], fill=(30, 30, 30))
+    if masked:
+        colour = tuple(int(v) for v in rng.integers([150, 150, 150], [256, 256, 256]))
+        d.rectangle([12 + j[0], 34 + j[1], size - 12 + j[0], size - 8 + j[1]], fill=colour)
+    else:
+        d.ellipse([24 + j[0], 44 + j[1], 40 + j[0], 50 + j[1]], fill=(160, 40, 40))
+    return img
+
+
+def make_dataset(root: Path, per_class: int = 40, class_dirs=("with_mask", "without_mask")) -> Path:
+    """A small dataset folder of generated faces, one sub-folder per class."""
+    for k, name in enumerate(class_dirs):
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            synthetic_face(k == 0, seed=1000 * k + i).save(d / f"face_{i:03d}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    return make_dataset(tmp_path / "tiny")
+
+
+def cli(*args, timeout=600, check=False, env=None, cwd=PROJECT):
+    """Run `python -m maskdet ARGS` and return the CompletedProcess (text)."""
+    proc = subprocess.run([sys.executable, "-m", "maskdet", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"maskdet {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def trained_run(facemask_dir, tmp_path_factory):
+    """A real 1-epoch run on 600 facemask-12k images, through the CLI (shared by the tests that need a model)."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    proc = cli("train", "--data", facemask_dir, "--epochs", 1, "--limit", 600, "--runs-dir", runs_dir, check=True)
+    return Path(proc.stdout.strip().splitlines()[0])

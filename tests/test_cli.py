@@ -1,0 +1,90 @@
+"""The command line on real data: train, evaluate, predict, export, and its error messages."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import cli
+from maskdet import config, runs
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared]
+
+
+def real_faces(facemask_dir, n=3):
+    return [sorted((facemask_dir / c).iterdir())[i] for c in config.CLASS_NAMES for i in range(n)]
+
+
+def test_one_epoch_run_on_real_images_writes_its_record(trained_run):
+    st = runs.status(trained_run)
+    assert st["state"] == "done" and st["train_images"] + st["val_images"] <= 610
+    assert st["train_images"] > 350 and st["val_images"] > 60
+    assert len([m for m in runs.metrics(trained_run) if m["kind"] == "batch"]) == st["steps_per_epoch"]
+
+
+def test_evaluate_json_reports_the_matrix_in_class_order(trained_run, facemask_dir):
+    proc = cli("evaluate", "--model", trained_run / "model.keras", "--data", facemask_dir, "--json", check=True)
+    m = json.loads(proc.stdout)
+    assert {"n", "accuracy", "balanced_accuracy", "confusion_matrix", "per_class", "threshold"} <= set(m)
+    cm = np.array(m["confusion_matrix"])
+    assert cm.shape == (2, 2) and cm.sum() == m["n"]
+    assert m["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert list(m["per_class"]) == list(config.CLASS_NAMES)
+    split = __import__("pandas").read_csv(trained_run / "split.csv")
+    assert m["n"] > 2000  # the whole val split of facemask-12k, not the run's sample
+    assert set(split["split"]) == {"train", "val"}
+
+
+def test_predict_json_gives_a_line_per_input_and_an_error_for_bad_ones(trained_run, facemask_dir, tmp_path):
+    faces = real_faces(facemask_dir)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"no image here")
+    proc = cli("predict", "--model", trained_run / "model.keras", "--json", *faces, bad)
+    lines = [json.loads(l) for l in proc.stdout.splitlines()]
+    assert len(lines) == len(faces) + 1
+    for line, path in zip(lines, faces):
+        assert line["path"] == str(path) and line["error"] is None
+        assert line["label"] in config.CLASS_NAMES and 0 <= line["p_mask"] <= 1
+    assert lines[-1]["error"] and "not an image" in lines[-1]["error"] and lines[-1]["p_mask"] is None
+    assert proc.returncode == 1
+    ok = cli("predict", "--model", trained_run / "model.keras", "--json", faces[0])
+    assert ok.returncode == 0
+
+
+def test_errors_are_one_sentence_not_a_traceback(tmp_path, facemask_dir):
+    cases = [
+        ("evaluate", "--model", tmp_path / "none.keras", "--data", facemask_dir),
+        ("train", "--data", tmp_path / "nothing-here", "--epochs", 1),
+        ("predict", "--model", tmp_path / "none.keras", facemask_dir / "with_mask" / "test_1163.jpg"),
+        ("cancel", "no-such-run", "--runs-dir", tmp_path),
+    ]
+    for args in cases:
+        proc = cli(*args)
+        assert proc.returncode != 0, args
+        assert proc.stderr.strip().startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_tflite_export_gives_the_keras_labels(trained_run, facemask_dir, tmp_path):
+    import tensorflow as tf
+
+    from maskdet import data, infer
+
+    model = trained_run / "model.keras"
+    out = Path(cli("export", "--model", model, "--format", "tflite", "--out", tmp_path / "m.tflite",
+                   check=True).stdout.strip())
+    interpreter = tf.lite.Interpreter(model_path=str(out))
+    inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    faces = real_faces(facemask_dir, 10)
+    pixels = np.stack([data.to_array(data.open_image(f)) for f in faces]).astype(np.float32)
+    interpreter.resize_tensor_input(inp["index"], pixels.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], pixels)
+    interpreter.invoke()
+    p_lite = interpreter.get_tensor(outp["index"]).ravel()
+    p_keras = infer.Classifier.load(model).probs(pixels.astype(np.uint8))
+    np.testing.assert_allclose(p_lite, p_keras, atol=1e-4)
+    assert ((p_lite >= 0.5) == (p_keras >= 0.5)).all()
+    saved = Path(cli("export", "--model", model, "--format", "saved_model", "--out", tmp_path / "sm",
+                     check=True).stdout.strip())
+    assert (saved / "saved_model.pb").exists()

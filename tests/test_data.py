@@ -1,0 +1,226 @@
+"""Dataset folders -> tables: class folders, formats, bad files, the leak-free split, data health."""
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import make_dataset, synthetic_face
+from maskdet import config, data
+
+
+def test_class_folders_are_found_by_alias_and_case(tmp_path):
+    make_dataset(tmp_path, per_class=3, class_dirs=("WithMask", "No_Mask"))
+    table = data.list_images(tmp_path)
+    assert sorted(table["label"].unique()) == ["with_mask", "without_mask"]
+    assert len(table) == 6
+
+
+def test_kaggle_nested_layout_and_train_validation_test_folders_are_found(tmp_path):
+    make_dataset(tmp_path / "FaceMask-Dataset-covid-19" / "FaceMask-Dataset-covid-19", per_class=2)
+    for part in ("Train", "Validation", "Test"):
+        make_dataset(tmp_path / "other" / part, per_class=2)
+    assert len(data.list_images(tmp_path / "FaceMask-Dataset-covid-19")) == 4
+    table = data.list_images(tmp_path / "other")
+    assert len(table) == 12 and table["path"].str.contains("Validation").sum() == 4
+
+
+def test_wrong_folders_get_a_clear_message(tmp_path):
+    with pytest.raises(data.DatasetError, match="does not exist"):
+        data.scan(tmp_path / "nope")
+    with pytest.raises(data.DatasetError, match="no class folders"):
+        data.scan(tmp_path)
+    (tmp_path / "cats").mkdir()
+    with pytest.raises(data.DatasetError, match="sub-folders seen: cats"):
+        data.scan(tmp_path)
+    (tmp_path / "with_mask").mkdir()
+    with pytest.raises(data.DatasetError, match="no image files"):
+        data.scan(tmp_path)
+
+
+def test_every_common_format_and_mode_is_read_as_rgb(tmp_path):
+    face = synthetic_face(True, 1)
+    d = tmp_path / "with_mask"
+    d.mkdir()
+    face.convert("RGBA").save(d / "a.png")
+    face.convert("P").save(d / "b.gif")
+    face.convert("L").save(d / "c.bmp")
+    face.save(d / "d.webp")
+    face.convert("CMYK").save(d / "e.jpg")
+    face.save(d / "f.tiff")
+    (tmp_path / "without_mask").mkdir()
+    synthetic_face(False, 2).save(tmp_path / "without_mask" / "g.jpeg")
+    table = data.scan(tmp_path, use_cache=False)
+    assert table["error"].isna().all(), table["error"].tolist()
+    assert set(table["format"]) >= {"PNG", "GIF", "BMP", "WEBP", "JPEG", "TIFF"}
+    for p in table["path"]:
+        assert data.open_image(p).mode == "RGB"
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("RGB", (60, 30), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 on display
+    img.save(tmp_path / "r.jpg", exif=exif)
+    assert data.open_image(tmp_path / "r.jpg").size == (30, 60)
+
+
+def test_unreadable_files_are_listed_and_skipped_never_fatal(tiny_dataset):
+    (tiny_dataset / "with_mask" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    good = (tiny_dataset / "without_mask" / "face_000.jpg").read_bytes()
+    (tiny_dataset / "without_mask" / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (tiny_dataset / "without_mask" / "empty.png").write_bytes(b"")
+    (tiny_dataset / "without_mask" / "notes.txt").write_text("not an image, not listed")
+    table = data.scan(tiny_dataset, use_cache=False)
+    bad = table[table["error"].notna()]
+    assert sorted(Path(p).name for p in bad["path"]) == ["broken.jpg", "empty.png", "truncated.jpg"]
+    assert bad["split"].isna().all()
+    assert len(data.usable(table)) == 80
+    report = data.health(table)
+    assert len(report["corrupt"]) == 3 and any("cannot be read" in w for w in report["warnings"])
+
+
+def test_split_is_deterministic_and_exact_copies_share_a_split(tiny_dataset):
+    for i in range(10):  # copies under other names, even in the other class folder
+        shutil.copy(tiny_dataset / "with_mask" / f"face_{i:03d}.jpg", tiny_dataset / "with_mask" / f"copy_{i}.jpg")
+    shutil.copy(tiny_dataset / "with_mask" / "face_011.jpg", tiny_dataset / "without_mask" / "mislabelled.jpg")
+    a = data.scan(tiny_dataset, use_cache=False)
+    b = data.scan(tiny_dataset)  # through the cache
+    b2 = data.scan(tiny_dataset)
+    pd.testing.assert_series_equal(a["split"], b["split"])
+    pd.testing.assert_series_equal(b["split"], b2["split"])
+    assert (a.groupby("hash")["split"].nunique() == 1).all()
+    report = data.health(a)
+    assert report["exact_duplicate_files"] == 11
+    assert len(report["duplicates_across_classes"]) == 1
+
+
+def test_val_fraction_sets_the_share_and_only_adds_groups(tiny_dataset):
+    small = data.scan(tiny_dataset, val_fraction=0.1, use_cache=False)
+    large = data.scan(tiny_dataset, val_fraction=0.5, use_cache=False)
+    assert (small["split"] == "val").sum() < (large["split"] == "val").sum()
+    assert (large.loc[small["split"] == "val", "split"] == "val").all()
+    with pytest.raises(ValueError):
+        data.scan(tiny_dataset, val_fraction=1.5)
+
+
+def test_balanced_sample_halves_the_classes(tiny_dataset):
+    table = data.scan(tiny_dataset, use_cache=False)
+    sample = data.balanced_sample(table, 40)
+    counts = sample["label"].value_counts()
+    assert 10 <= counts["with_mask"] <= 20 and 10 <= counts["without_mask"] <= 20
+
+
+def test_one_class_only_cannot_be_trained(tmp_path):
+    make_dataset(tmp_path, per_class=5, class_dirs=("with_mask",))
+    table = data.scan(tmp_path, use_cache=False)
+    with pytest.raises(data.DatasetError, match="no readable images of class without_mask"):
+        data.check_trainable(table)
+
+
+def test_model_input_pixels_match_between_training_and_serving(tiny_dataset):
+    table = data.usable(data.scan(tiny_dataset, use_cache=False))
+    pixels = data.load_pixels(table.iloc[:5], use_cache=False)
+    for path, arr in zip(table["path"].iloc[:5], pixels):
+        assert np.array_equal(arr, data.to_array(data.open_image(Path(path).read_bytes())))
+    assert pixels.shape == (5, *config.INPUT_SHAPE) and pixels.dtype == np.uint8
+
+
+def test_augmentation_keeps_shape_and_range_and_changes_images():
+    import tensorflow as tf
+
+    x = tf.constant(np.stack([np.asarray(synthetic_face(True, i).resize((100, 100))) for i in range(8)]), tf.float32)
+    y = data.augment_batch(x).numpy()
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 255
+    assert np.abs(y - x.numpy()).mean() > 5
+
+
+# ---------------------------------------------------------------- the shared 12k data set
+
+@pytest.mark.shared
+def test_facemask_split_keeps_augmented_families_together(facemask_dir):
+    table = data.scan(facemask_dir)
+    assert len(table) == 11616 and table["error"].isna().all()
+    # no group crosses the split, by construction ...
+    assert (table.groupby("group")["split"].nunique() == 1).all()
+    # ... and the groups found by content hold the Augmented_<id> families, which a random split leaks
+    family = table["path"].str.extract(r"(with_mask|without_mask)/(?:train|test|validation)_Augmented_(\d+)_")
+    table["family"] = family[0] + family[1]
+    fams = table.dropna(subset=["family"]).groupby("family")["split"].nunique()
+    crossing = (fams > 1).mean()
+    assert len(fams) > 800 and crossing < 0.05, crossing
+    val_share = (table["split"] == "val").mean()
+    assert 0.15 < val_share < 0.27
+    report = data.health(table)
+    print(f"near-duplicate groups {report['near_duplicate_groups']}, families crossing {crossing:.3f}, "
+          f"split {report['split_counts']}")
+    assert report["near_duplicate_groups"] > 300
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_adding_files_keeps_the_old_files_split(facemask_dir, tmp_path):
+    # the dataset as it was before a tenth of its files were added, as links to the real files
+    for cls in config.CLASS_NAMES:
+        (tmp_path / cls).mkdir()
+        files = sorted((facemask_dir / cls).iterdir())
+        for f in files[: int(len(files) * 0.9)]:
+            os.symlink(f, tmp_path / cls / f.name)
+    before = data.scan(tmp_path)
+    before = before.set_index(before["path"].map(lambda p: "/".join(Path(p).parts[-2:])))
+    after = data.scan(facemask_dir)
+    after = after.set_index(after["path"].map(lambda p: "/".join(Path(p).parts[-2:])))
+    moved = (before["split"].to_numpy() != after.loc[before.index, "split"].to_numpy()).mean()
+    print(f"old files whose split changed after adding 10% more: {moved:.2%}")
+    assert moved < 0.03
+
+
+@pytest.mark.shared
+def test_health_warns_that_image_size_gives_the_class_away(facemask_dir):
+    report = data.health(data.scan(facemask_dir))
+    assert report["class_counts"] == {"with_mask": 5707, "without_mask": 5909}
+    assert any(w.startswith("image width alone") for w in report["warnings"])
+    assert report["corrupt"] == []
+
+
+# ---------------------------------------------------------------- Kaggle
+
+def _no_credentials(monkeypatch, tmp_path):
+    monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
+    monkeypatch.delenv("KAGGLE_KEY", raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def test_kaggle_without_credentials_says_so_at_once(monkeypatch, tmp_path):
+    _no_credentials(monkeypatch, tmp_path)
+    with pytest.raises(data.DatasetError, match="Kaggle credentials missing"):
+        data.download(tmp_path / "dl")
+    assert not (tmp_path / "dl").exists()
+
+
+def test_kaggle_credentials_come_from_kaggle_json(monkeypatch, tmp_path):
+    _no_credentials(monkeypatch, tmp_path)
+    (tmp_path / "no-kaggle").mkdir()
+    (tmp_path / "no-kaggle" / "kaggle.json").write_text('{"username": "u", "key": "k"}')
+    assert data.kaggle_credentials() == ("u", "k")
+    (tmp_path / "no-kaggle" / "kaggle.json").write_text("{oops")
+    with pytest.raises(data.DatasetError, match="not a valid kaggle.json"):
+        data.kaggle_credentials()
+
+
+@pytest.mark.timeout(120)
+def test_kaggle_without_network_fails_clearly_and_leaves_nothing(monkeypatch, tmp_path):
+    _no_credentials(monkeypatch, tmp_path)
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens there: no network
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(data.DatasetError, match="Kaggle"):
+        data.download(tmp_path / "dl", username="someone", key="0" * 32)
+    left = list((tmp_path / "dl").iterdir()) if (tmp_path / "dl").exists() else []
+    assert left == []

@@ -1,0 +1,104 @@
+"""Training runs as folders: live metrics, cancel, kill and resume, one training at a time."""
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import cli, make_dataset
+from maskdet import infer, runs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return make_dataset(tmp_path / "faces", per_class=48)
+
+
+def wait_for(predicate, timeout=240, every=0.2):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out waiting")
+
+
+def epoch_lines(run_dir):
+    return [m for m in runs.metrics(run_dir) if m["kind"] == "epoch" and not m.get("partial")]
+
+
+def test_a_run_records_params_status_metrics_and_models(dataset, tmp_path):
+    proc = cli("train", "--data", dataset, "--epochs", 2, "--batch-size", 16, "--runs-dir", tmp_path / "runs",
+               check=True)
+    run_dir = Path(proc.stdout.strip().splitlines()[0])
+    assert run_dir.parent == tmp_path / "runs"
+    assert "epoch 2:" in proc.stderr
+    for name in ("params.json", "status.json", "metrics.jsonl", "checkpoint.keras", "model.keras", "split.csv"):
+        assert (run_dir / name).exists(), name
+    st = runs.status(run_dir)
+    assert st["state"] == "done" and st["completed_epochs"] == 2 and 0 <= st["val_accuracy"] <= 1
+    lines = runs.metrics(run_dir)
+    batches = [m for m in lines if m["kind"] == "batch"]
+    assert len(batches) == 2 * st["steps_per_epoch"]
+    assert [m["epoch"] for m in epoch_lines(run_dir)] == [1, 2]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(epoch_lines(run_dir)[0])
+    params = json.loads((run_dir / "params.json").read_text())
+    assert params["epochs"] == 2 and params["batch_size"] == 16
+    infer.load_model(run_dir / "model.keras")  # a model the app can load
+
+
+def test_cancel_stops_within_a_batch_or_so_and_keeps_what_it_learned(dataset, tmp_path):
+    run_dir = runs.start(dataset, tmp_path / "runs", epochs=200, batch_size=8, alpha=0.25, learning_rate=1e-3,
+                         val_fraction=0.2, limit=None, augment=True, seed=0)
+    wait_for(lambda: len(epoch_lines(run_dir)) >= 1)
+    runs.cancel(run_dir)
+    asked = time.time()
+    batches_then = len([m for m in runs.metrics(run_dir) if m["kind"] == "batch"])
+    st = wait_for(lambda: (s := runs.status(run_dir))["state"] in runs.FINAL and s)
+    batches_after = len([m for m in runs.metrics(run_dir) if m["kind"] == "batch"])
+    assert st["state"] == "cancelled", st
+    assert batches_after - batches_then <= 3
+    assert time.time() - asked < 60
+    infer.load_model(run_dir / "model.keras")
+    infer.load_model(run_dir / "checkpoint.keras")
+
+
+def test_killed_run_shows_failed_and_resumes_from_its_checkpoint(dataset, tmp_path):
+    runs_dir = tmp_path / "runs"
+    run_dir = runs.start(dataset, runs_dir, epochs=4, batch_size=8, alpha=0.25, learning_rate=1e-3,
+                         val_fraction=0.2, limit=None, augment=True, seed=0)
+    wait_for(lambda: runs.status(run_dir).get("completed_epochs", 0) >= 1 and
+             len(runs.metrics(run_dir)) > len(epoch_lines(run_dir)) + 2 * runs.status(run_dir)["steps_per_epoch"] - 8)
+    pid = runs.status(run_dir)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    st = wait_for(lambda: (s := runs.status(run_dir))["state"] != "running" and s, timeout=30)
+    assert st["state"] == "failed" and "resume" in st["error"] and st["has_checkpoint"]
+    done_before = st["completed_epochs"]
+    assert done_before >= 1
+    infer.load_model(run_dir / "checkpoint.keras")  # intact after the kill
+    proc = cli("train", "--resume", run_dir.name, "--runs-dir", runs_dir, check=True)
+    assert runs.status(run_dir)["state"] == "done"
+    epochs = [m["epoch"] for m in epoch_lines(run_dir)]
+    assert epochs == list(range(1, 5)), epochs  # resumed at done_before + 1, nothing repeated
+    assert runs.status(run_dir)["resumed_from_epoch"] == done_before
+
+
+def test_only_one_training_at_a_time(dataset, tmp_path):
+    runs_dir = tmp_path / "runs"
+    first = runs.start(dataset, runs_dir, epochs=200, batch_size=8, alpha=0.25, learning_rate=1e-3,
+                       val_fraction=0.2, limit=None, augment=True, seed=0)
+    try:
+        with pytest.raises(runs.RunError, match="already running"):
+            runs.start(dataset, runs_dir, epochs=1, batch_size=8, alpha=0.25, learning_rate=1e-3,
+                       val_fraction=0.2, limit=None, augment=True, seed=0)
+        proc = cli("train", "--data", dataset, "--epochs", 1, "--runs-dir", runs_dir)
+        assert proc.returncode == 2 and "already running" in proc.stderr and "Traceback" not in proc.stderr
+        assert [r["run_id"] for r in runs.list_runs(runs_dir)] == [first.name]
+    finally:
+        runs.cancel(first)
+        wait_for(lambda: runs.status(first)["state"] in runs.FINAL)
