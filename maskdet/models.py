@@ -1,0 +1,203 @@
+"""The active model and its card: promoting a finished run to it, keeping the previous one, rolling back.
+
+The active model is config.DEFAULT_MODEL (models/maskdet.keras) with its card config.MODEL_CARD
+(models/maskdet.card.json). Promoting a run keeps the model it replaces as maskdet.previous.keras
+and that model's card as maskdet.card.json.previous, so rollback() can put both back.
+Every file is written aside and renamed into place, so a reader sees the old model or the new
+one, never half of one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from . import config, runs
+
+
+class PromotionError(RuntimeError):
+    """A run that cannot become the active model, or no previous model to roll back to;
+    the message says why, for a user."""
+
+
+def previous_model(model: Path = config.DEFAULT_MODEL) -> Path:
+    """Where the model replaced by the last promotion is kept (still a loadable .keras file)."""
+    model = Path(model)
+    return model.with_name(f"{model.stem}.previous{model.suffix}")
+
+
+def card_path(model: Path = config.DEFAULT_MODEL) -> Path:
+    """The card that describes a model file: MODEL_CARD for the active model, else <stem>.card.json."""
+    model = Path(model)
+    if model == Path(config.DEFAULT_MODEL):
+        return Path(config.MODEL_CARD)
+    if model == previous_model(config.DEFAULT_MODEL):
+        return previous_card(config.MODEL_CARD)
+    return model.with_name(f"{model.stem}.card.json")
+
+
+def previous_card(card: Path = config.MODEL_CARD) -> Path:
+    """Where the card of the replaced model is kept: <card name>.previous."""
+    card = Path(card)
+    return card.with_name(card.name + ".previous")
+
+
+def read_card(model: Path = config.DEFAULT_MODEL) -> dict | None:
+    """The model's card as a dict, or None when it has none (or an unreadable one)."""
+    return runs.read_json(card_path(model), None)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _copy_atomic(src: Path, dest: Path) -> None:
+    """Copy src over dest so that dest is at every moment either the old file or the new one."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def make_card(run_dir: Path) -> dict:
+    """A model card for a finished run: where it came from, its data, split, parameters and metrics."""
+    run_dir = Path(run_dir)
+    st, params = runs.status(run_dir), runs.params(run_dir)
+    evaluation = runs.read_json(run_dir / "evaluation.json", {}) or {}
+    model_file = run_dir / "model.keras"
+    return {
+        "name": config.DEFAULT_MODEL.stem,
+        "architecture": f"MobileNet alpha={params.get('alpha')} from scratch, input {list(config.INPUT_SHAPE)} RGB 0-255, "
+                        f"sigmoid = P({config.POSITIVE_CLASS})",
+        "classes": list(config.CLASS_NAMES),
+        "promoted": runs.now(),
+        "source_run": st.get("run_id", run_dir.name),
+        "source_path": str(run_dir),
+        "data": params.get("data"),
+        "split": {"method": "near-duplicate groups hashed into train/val (maskdet.data.split_of_groups)",
+                  "val_fraction": params.get("val_fraction"), "limit": params.get("limit"),
+                  "train_images": st.get("train_images"), "val_images": st.get("val_images")},
+        "parameters": params,
+        "training": {"epochs": st.get("completed_epochs"), "elapsed_s": st.get("elapsed_s"),
+                     "finished": st.get("finished"), "state": st.get("state")},
+        "metrics": {k: evaluation.get(k) for k in ("accuracy", "balanced_accuracy", "roc_auc", "threshold",
+                                                   "confusion_matrix", "per_class", "n") if k in evaluation},
+        "sha256": _sha256(model_file),
+        "bytes": model_file.stat().st_size,
+    }
+
+
+def promote(run_dir: Path, dest: Path = config.DEFAULT_MODEL, card: Path | None = None) -> Path:
+    """Make a finished run's model.keras the active model, keeping the one it replaces; returns dest.
+
+    The replaced model becomes previous_model(dest) and its card previous_card(card), whatever the card
+    says (the shipped model's card is written by hand and kept as it is).
+    """
+    run_dir, dest = Path(run_dir), Path(dest)
+    card = Path(card) if card else (Path(config.MODEL_CARD) if dest == Path(config.DEFAULT_MODEL)
+                                    else dest.with_name(f"{dest.stem}.card.json"))
+    st = runs.status(run_dir)
+    src = run_dir / "model.keras"
+    if st["state"] in ("queued", "running"):
+        raise PromotionError(f"run {run_dir.name} is still {st['state']}; promote it once it has finished")
+    if not src.exists():
+        raise PromotionError(f"run {run_dir.name} has no model.keras ({st['state']}"
+                             f"{': ' + st['error'] if st.get('error') else ''})")
+    new_card = make_card(run_dir)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        if _sha256(dest) == new_card["sha256"]:
+            raise PromotionError(f"run {run_dir.name} is already the active model")
+        _copy_atomic(dest, previous_model(dest))
+        if card.exists():
+            _copy_atomic(card, previous_card(card))
+        else:  # a previous model without a card: no stale card may pose as its card
+            previous_card(card).unlink(missing_ok=True)
+    _copy_atomic(src, dest)
+    runs.write_json(card, new_card)
+    return dest
+
+
+def rollback(dest: Path = config.DEFAULT_MODEL, card: Path | None = None) -> Path:
+    """Swap the active model and card with the previous ones (a second rollback undoes the first)."""
+    dest = Path(dest)
+    card = Path(card) if card else (Path(config.MODEL_CARD) if dest == Path(config.DEFAULT_MODEL)
+                                    else dest.with_name(f"{dest.stem}.card.json"))
+    prev, prev_card = previous_model(dest), previous_card(card)
+    if not prev.exists():
+        raise PromotionError(f"no previous model to roll back to ({prev} does not exist)")
+    swap = dest.with_name(f".{dest.name}.{os.getpid()}.swap")
+    swap_card = card.with_name(f".{card.name}.{os.getpid()}.swap")
+    had_card, had_prev_card = card.exists(), prev_card.exists()
+    if dest.exists():
+        _copy_atomic(dest, swap)
+    if had_card:
+        _copy_atomic(card, swap_card)
+    _copy_atomic(prev, dest)
+    if had_prev_card:
+        _copy_atomic(prev_card, card)
+    else:
+        card.unlink(missing_ok=True)
+    if swap.exists():
+        os.replace(swap, prev)
+    else:
+        prev.unlink()
+    if had_card:
+        os.replace(swap_card, prev_card)
+    else:
+        prev_card.unlink(missing_ok=True)
+    return dest
+
+
+def describe(model: Path) -> dict:
+    """One model file: path, whether it exists, size, modification time and card (None if none)."""
+    model = Path(model)
+    exists = model.exists()
+    stat = model.stat() if exists else None
+    return {"path": str(model), "name": model.name, "exists": exists,
+            "bytes": stat.st_size if stat else None, "mtime": stat.st_mtime if stat else None,
+            "card": read_card(model) if exists else None}
+
+
+def active_model(dest: Path = config.DEFAULT_MODEL) -> dict:
+    """The active model (describe()); "exists" is False until one is trained and promoted or shipped."""
+    return describe(dest)
+
+
+def list_models(models_dir: Path | None = None) -> list[dict]:
+    """Every .keras file in the models folder, the active model first, then the previous one, then by name."""
+    models_dir = Path(models_dir or config.MODELS_DIR)
+    if not models_dir.is_dir():
+        return []
+    active = Path(config.DEFAULT_MODEL)
+    order = {active.name: 0, previous_model(active).name: 1}
+    files = [p for p in models_dir.glob("*.keras") if not p.name.startswith(".")]
+    return [describe(p) for p in sorted(files, key=lambda p: (order.get(p.name, 2), p.name))]
+
+
+def card_summary(card: dict | None) -> str:
+    """A one-line description of a card for lists: source, validation accuracy, date."""
+    if not card:
+        return "no model card"
+    parts = []
+    if card.get("source_run"):
+        parts.append(f"run {card['source_run']}")
+    acc = (card.get("metrics") or {}).get("accuracy")
+    if acc is None:
+        acc = card.get("val_accuracy")
+    if isinstance(acc, (int, float)):
+        parts.append(f"val accuracy {acc:.1%}")
+    date = card.get("promoted") or card.get("date") or card.get("created")
+    if date:
+        parts.append(str(date)[:10])
+    return ", ".join(parts) or json.dumps(card)[:80]

@@ -1,0 +1,129 @@
+"""Promoting runs to the active model, rolling back; thumbnails, face boxes and saliency maps."""
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskdet import config, gallery, models, runs
+
+
+def fake_run(runs_dir, name, payload: bytes, state="done", accuracy=0.9):
+    """A finished run folder whose model.keras holds `payload` (promotion copies bytes, it never loads them)."""
+    run_dir = runs_dir / name
+    run_dir.mkdir(parents=True)
+    runs.write_json(run_dir / "params.json", {"data": "/data/facemask", "epochs": 3, "batch_size": 64, "alpha": 0.25,
+                                              "learning_rate": 0.002, "val_fraction": 0.2, "limit": None})
+    runs.write_json(run_dir / "status.json", {"run_id": name, "state": state, "completed_epochs": 3,
+                                              "train_images": 800, "val_images": 200, "val_accuracy": accuracy})
+    runs.write_json(run_dir / "evaluation.json", {"accuracy": accuracy, "balanced_accuracy": accuracy, "n": 200,
+                                                  "confusion_matrix": [[90, 10], [10, 90]], "threshold": 0.5})
+    if state != "failed":
+        (run_dir / "model.keras").write_bytes(payload)
+    return run_dir
+
+
+@pytest.fixture
+def shelf(tmp_path):
+    """A models folder and its active model / card paths."""
+    models_dir = tmp_path / "models"
+    return models_dir / "maskdet.keras", models_dir / "maskdet.card.json"
+
+
+def test_promoting_a_run_makes_it_the_active_model_with_a_card(tmp_path, shelf):
+    dest, card = shelf
+    run = fake_run(tmp_path / "runs", "20260101-000000-aaaa", b"model A", accuracy=0.91)
+    models.promote(run, dest, card)
+    assert dest.read_bytes() == b"model A"
+    written = json.loads(card.read_text())
+    assert written["source_run"] == run.name
+    assert written["metrics"]["accuracy"] == 0.91
+    assert written["split"]["val_fraction"] == 0.2 and written["parameters"]["alpha"] == 0.25
+    assert "val accuracy 91.0%" in models.card_summary(written)
+
+
+def test_promotion_keeps_the_previous_model_and_its_card_and_rollback_restores_them(tmp_path, shelf):
+    dest, card = shelf
+    dest.parent.mkdir()
+    dest.write_bytes(b"shipped model")
+    card.write_text('{"note": "hand-written card of the shipped model"}')
+    run = fake_run(tmp_path / "runs", "20260101-000000-bbbb", b"model B")
+    models.promote(run, dest, card)
+    assert dest.read_bytes() == b"model B"
+    assert models.previous_model(dest).read_bytes() == b"shipped model"
+    assert models.previous_model(dest).name == "maskdet.previous.keras"
+    assert json.loads(models.previous_card(card).read_text())["note"].startswith("hand-written")
+    assert models.previous_card(card).name == "maskdet.card.json.previous"
+
+    models.rollback(dest, card)
+    assert dest.read_bytes() == b"shipped model"
+    assert json.loads(card.read_text())["note"].startswith("hand-written")
+    assert models.previous_model(dest).read_bytes() == b"model B"  # a second rollback would redo
+    models.rollback(dest, card)
+    assert dest.read_bytes() == b"model B"
+    assert not list(dest.parent.glob(".*"))  # no temporary files left behind
+
+
+def test_unfinished_failed_or_already_active_runs_are_refused(tmp_path, shelf):
+    dest, card = shelf
+    failed = fake_run(tmp_path / "runs", "20260101-000000-cccc", b"", state="failed")
+    with pytest.raises(models.PromotionError, match="no model.keras"):
+        models.promote(failed, dest, card)
+    good = fake_run(tmp_path / "runs", "20260101-000000-dddd", b"model D")
+    models.promote(good, dest, card)
+    with pytest.raises(models.PromotionError, match="already the active model"):
+        models.promote(good, dest, card)
+    with pytest.raises(models.PromotionError, match="no previous model"):
+        models.rollback(dest, card)
+
+
+def test_list_models_puts_the_active_model_first(tmp_path, monkeypatch):
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    monkeypatch.setattr(config, "DEFAULT_MODEL", models_dir / "maskdet.keras")
+    for name in ("zeta.keras", "maskdet.previous.keras", "maskdet.keras"):
+        (models_dir / name).write_bytes(b"x")
+    names = [m["name"] for m in models.list_models(models_dir)]
+    assert names == ["maskdet.keras", "maskdet.previous.keras", "zeta.keras"]
+    assert models.active_model(models_dir / "missing.keras")["exists"] is False
+
+
+def test_thumbnails_are_small_jpegs_and_unreadable_files_get_a_placeholder(tmp_path):
+    big = tmp_path / "big.png"
+    Image.new("RGB", (900, 600), (10, 200, 30)).save(big)
+    thumb = Image.open(io.BytesIO(gallery.thumbnail(big, 96)))
+    assert thumb.format == "JPEG" and max(thumb.size) == 96 and thumb.size[0] > thumb.size[1]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    assert Image.open(io.BytesIO(gallery.thumbnail(broken, 64))).size == (64, 64)
+
+
+def test_face_boxes_are_drawn_in_their_label_colour_and_counted():
+    photo = Image.new("RGB", (400, 300), "white")
+    faces = [{"box": (20, 60, 120, 180), "label": "with_mask", "p_mask": 0.97},
+             {"box": (250, 80, 350, 200), "label": "without_mask", "p_mask": 0.1}]
+    drawn = np.asarray(gallery.draw_faces(photo, faces))
+    green, red = (np.array(Image.new("RGB", (1, 1), gallery.COLOURS[c]).getpixel((0, 0))) for c in config.CLASS_NAMES)
+    assert (np.abs(drawn[120, 20].astype(int) - green) < 10).all()  # left edge of the first box
+    assert (np.abs(drawn[140, 250].astype(int) - red) < 10).all()
+    assert gallery.count_faces(faces) == "2 faces: 1 with mask, 1 without"
+    assert gallery.count_faces([]) == "no face found"
+    assert gallery.label_text("without_mask", 0.1) == "no mask 90%"
+
+
+@pytest.mark.slow
+def test_grad_cam_gives_one_normalised_map_per_image_for_a_trained_model(trained_run, facemask_dir):
+    from maskdet import data, infer, saliency
+
+    model = infer.load_model(trained_run / "model.keras")
+    paths = sorted((facemask_dir / "with_mask").glob("*.jpg"))[:3] + sorted((facemask_dir / "without_mask").glob("*.jpg"))[:3]
+    pixels = np.stack([data.to_array(data.open_image(p)) for p in paths])
+    layer = saliency.default_layer(model)
+    assert model.get_layer(index=2).get_layer(layer).output.shape[1] >= saliency.MIN_CELLS
+    heat = saliency.grad_cam(model, pixels)
+    assert heat.shape == (6, *config.IMAGE_SIZE) and heat.min() >= 0 and heat.max() <= 1
+    shown = saliency.overlay(data.open_image(paths[0]), heat[0], size=160)
+    assert max(shown.size) == 160
+    both = saliency.grad_cam(model, pixels[:1], target=list(config.CLASS_NAMES[:1]))
+    assert both.shape == (1, *config.IMAGE_SIZE)
