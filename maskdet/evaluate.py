@@ -91,3 +91,19 @@ def evaluate(classifier, data_dir, split: str = "val", val_fraction: float = con
         raise data.DatasetError(f"{data_dir}: no readable images in the {split} split")
     preds = predict_table(classifier, table)
     return preds, metrics(data.labels_of(preds), preds["p_mask"].to_numpy(), classifier.threshold)
+
+
+def cross_source(classifier, scenes_dir, min_side: int = 32) -> dict:
+    """Metrics on faces from other photos than the training set's: the annotated with_mask /
+    without_mask faces of a face-mask-scenes folder (at least min_side px), cut out as the app
+    cuts found faces. A model that learned image quality instead of masks fails here."""
+    from . import scenes
+
+    crops = scenes.scene_face_crops(scenes_dir, min_side=min_side)
+    if not crops:
+        raise data.DatasetError(f"{scenes_dir}: no annotated faces of at least {min_side} px")
+    pixels = np.stack([data.to_array(img) for img, _ in crops])
+    y = np.array([label == config.POSITIVE_CLASS for _, label in crops], dtype=int)
+    result = metrics(y, classifier.probs(pixels), classifier.threshold)
+    result["min_side"] = min_side
+    return result
