@@ -22,15 +22,15 @@ class PromotionError(RuntimeError):
     the message says why, for a user."""
 
 
-def previous_model(model: Path = config.DEFAULT_MODEL) -> Path:
+def previous_model(model: Path | None = None) -> Path:
     """Where the model replaced by the last promotion is kept (still a loadable .keras file)."""
-    model = Path(model)
+    model = Path(model or config.DEFAULT_MODEL)
     return model.with_name(f"{model.stem}.previous{model.suffix}")
 
 
-def card_path(model: Path = config.DEFAULT_MODEL) -> Path:
+def card_path(model: Path | None = None) -> Path:
     """The card that describes a model file: MODEL_CARD for the active model, else <stem>.card.json."""
-    model = Path(model)
+    model = Path(model or config.DEFAULT_MODEL)
     if model == Path(config.DEFAULT_MODEL):
         return Path(config.MODEL_CARD)
     if model == previous_model(config.DEFAULT_MODEL):
@@ -38,13 +38,13 @@ def card_path(model: Path = config.DEFAULT_MODEL) -> Path:
     return model.with_name(f"{model.stem}.card.json")
 
 
-def previous_card(card: Path = config.MODEL_CARD) -> Path:
+def previous_card(card: Path | None = None) -> Path:
     """Where the card of the replaced model is kept: <card name>.previous."""
-    card = Path(card)
+    card = Path(card or config.MODEL_CARD)
     return card.with_name(card.name + ".previous")
 
 
-def read_card(model: Path = config.DEFAULT_MODEL) -> dict | None:
+def read_card(model: Path | None = None) -> dict | None:
     """The model's card as a dict, or None when it has none (or an unreadable one)."""
     return runs.read_json(card_path(model), None)
 
@@ -69,14 +69,14 @@ def _copy_atomic(src: Path, dest: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def make_card(run_dir: Path) -> dict:
+def make_card(run_dir: Path, name: str | None = None) -> dict:
     """A model card for a finished run: where it came from, its data, split, parameters and metrics."""
     run_dir = Path(run_dir)
     st, params = runs.status(run_dir), runs.params(run_dir)
     evaluation = runs.read_json(run_dir / "evaluation.json", {}) or {}
     model_file = run_dir / "model.keras"
     return {
-        "name": config.DEFAULT_MODEL.stem,
+        "name": name or config.DEFAULT_MODEL.stem,
         "architecture": f"MobileNet alpha={params.get('alpha')} from scratch, input {list(config.INPUT_SHAPE)} RGB 0-255, "
                         f"sigmoid = P({config.POSITIVE_CLASS})",
         "classes": list(config.CLASS_NAMES),
@@ -97,15 +97,14 @@ def make_card(run_dir: Path) -> dict:
     }
 
 
-def promote(run_dir: Path, dest: Path = config.DEFAULT_MODEL, card: Path | None = None) -> Path:
+def promote(run_dir: Path, dest: Path | None = None, card: Path | None = None) -> Path:
     """Make a finished run's model.keras the active model, keeping the one it replaces; returns dest.
 
     The replaced model becomes previous_model(dest) and its card previous_card(card), whatever the card
     says (the shipped model's card is written by hand and kept as it is).
     """
-    run_dir, dest = Path(run_dir), Path(dest)
-    card = Path(card) if card else (Path(config.MODEL_CARD) if dest == Path(config.DEFAULT_MODEL)
-                                    else dest.with_name(f"{dest.stem}.card.json"))
+    run_dir, dest = Path(run_dir), Path(dest or config.DEFAULT_MODEL)
+    card = Path(card) if card else card_path(dest)
     st = runs.status(run_dir)
     src = run_dir / "model.keras"
     if st["state"] in ("queued", "running"):
@@ -113,7 +112,7 @@ def promote(run_dir: Path, dest: Path = config.DEFAULT_MODEL, card: Path | None 
     if not src.exists():
         raise PromotionError(f"run {run_dir.name} has no model.keras ({st['state']}"
                              f"{': ' + st['error'] if st.get('error') else ''})")
-    new_card = make_card(run_dir)
+    new_card = make_card(run_dir, dest.stem)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         if _sha256(dest) == new_card["sha256"]:
@@ -128,11 +127,10 @@ def promote(run_dir: Path, dest: Path = config.DEFAULT_MODEL, card: Path | None 
     return dest
 
 
-def rollback(dest: Path = config.DEFAULT_MODEL, card: Path | None = None) -> Path:
+def rollback(dest: Path | None = None, card: Path | None = None) -> Path:
     """Swap the active model and card with the previous ones (a second rollback undoes the first)."""
-    dest = Path(dest)
-    card = Path(card) if card else (Path(config.MODEL_CARD) if dest == Path(config.DEFAULT_MODEL)
-                                    else dest.with_name(f"{dest.stem}.card.json"))
+    dest = Path(dest or config.DEFAULT_MODEL)
+    card = Path(card) if card else card_path(dest)
     prev, prev_card = previous_model(dest), previous_card(card)
     if not prev.exists():
         raise PromotionError(f"no previous model to roll back to ({prev} does not exist)")
@@ -169,9 +167,9 @@ def describe(model: Path) -> dict:
             "card": read_card(model) if exists else None}
 
 
-def active_model(dest: Path = config.DEFAULT_MODEL) -> dict:
+def active_model(dest: Path | None = None) -> dict:
     """The active model (describe()); "exists" is False until one is trained and promoted or shipped."""
-    return describe(dest)
+    return describe(Path(dest or config.DEFAULT_MODEL))
 
 
 def list_models(models_dir: Path | None = None) -> list[dict]:

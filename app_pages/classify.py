@@ -1,0 +1,128 @@
+"""The Classify page: photos in, "with mask" / "without mask" out, for each face found."""
+import io
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from maskdet import config, data, gallery, infer
+from app_pages import common
+
+EXTENSIONS = [e.lstrip(".") for e in config.IMAGE_EXTENSIONS]
+
+
+# Read top-down: the model, how to read photos, the photos, one result per photo.
+def main():
+    st.title("Classify")
+    s = common.settings()
+    classifier = common.classifier_or_message(s.model_path)
+    if classifier is None:
+        return
+    mode = photo_mode()
+    photos = inputs()
+    if not photos:
+        st.info("Upload photos or take one with the camera to see whether each face wears a mask.",
+                icon=":material/add_photo_alternate:")
+        return
+    mtime = os.stat(s.model_path).st_mtime
+    for name, blob in photos:
+        show_result(name, classify(str(s.model_path), mtime, name, blob, mode))
+
+
+# Whether to look for faces in the photo or treat the whole photo as one face; returns the mode.
+def photo_mode() -> str:
+    if not scene_support():
+        st.caption("Each photo is classified as one face crop: crop it to the face for a reliable answer.")
+        return "crop"
+    whole = st.toggle("Whole image is one face", value=False, key="whole_image",
+                      help="Off: faces are found in the photo and each one is classified (group photos, street "
+                           "scenes). On: the photo is already cropped to one face.")
+    return "crop" if whole else "auto"
+
+
+# Whether the core can find faces in whole photos (maskdet.infer.classify_photo).
+def scene_support() -> bool:
+    return callable(getattr(infer, "classify_photo", None))
+
+
+# The photos to classify: uploads first, then a camera shot; a list of (name, bytes).
+def inputs() -> list[tuple[str, bytes]]:
+    limit = st.get_option("server.maxUploadSize")
+    files = st.file_uploader("Photos", type=EXTENSIONS, accept_multiple_files=True, key="photos",
+                             help=f"{', '.join(EXTENSIONS)}; up to {limit} MB a file "
+                                  "(server.maxUploadSize in .streamlit/config.toml)")
+    st.caption(f"JPEG, PNG, BMP, GIF, WebP or TIFF, up to {limit} MB each; photos stay on this server only "
+               "for as long as this page shows them.")
+    photos = [(f.name, f.getvalue()) for f in files or []]
+    if st.toggle("Use the camera", key="use_camera"):
+        shot = st.camera_input("Take a photo", key="camera")
+        if shot is not None:
+            photos.append(("camera photo", shot.getvalue()))
+    return photos
+
+
+# One photo's result, computed once per model file, photo and mode: the picture with boxes and the faces.
+@st.cache_data(show_spinner="Classifying...", max_entries=256)
+def classify(model_path: str, mtime: float, name: str, blob: bytes, mode: str) -> dict:
+    classifier = common.load_classifier(model_path, mtime)
+    source = io.BytesIO(blob)
+    source.name = Path(name).name  # error messages name the file
+    if scene_support():
+        try:
+            result = dict(infer.classify_photo(classifier, source, mode=mode))
+        except data.ImageError as exc:
+            result = {"error": str(exc)}
+    else:
+        r = classifier.classify_crops([source])[0]
+        result = {"mode": "crop", "error": r["error"], "note": None,
+                  "faces": [] if r["error"] else [{"box": None, "p_mask": r["p_mask"], "label": r["label"]}]}
+    result.setdefault("faces", [])
+    result.setdefault("mode", mode)
+    result["picture"] = None
+    if not result.get("error"):
+        boxed = [f for f in result["faces"] if f.get("box") is not None and result["mode"] != "crop"]
+        result["picture"] = common.jpeg(gallery.draw_faces(data.open_image(blob), boxed, max_side=900))
+    return result
+
+
+# The photo with its faces boxed, and the answer in colour and words; a bad file gets its reason.
+def show_result(name: str, result: dict):
+    with st.container(border=True):
+        if result.get("error"):
+            error = result["error"]
+            if not error.startswith(Path(name).name):
+                error = f"{Path(name).name}: {error}"
+            st.error(error, icon=":material/broken_image:")
+            return
+        faces = [f for f in result["faces"] if f.get("label")]
+        crop = result.get("mode") == "crop"
+        picture, verdict = st.columns([2, 3] if crop else [3, 2])
+        # a face crop is shown at most 300 px wide: enlarging a 40-px crop only shows its pixels
+        picture.image(result["picture"], caption=name, width=300 if crop else "stretch")
+        with verdict:
+            if not faces:
+                st.warning("No face found. Switch on *Whole image is one face* if the photo is a face crop.",
+                           icon=":material/face_retouching_off:")
+            elif len(faces) == 1 and crop:
+                one_face(faces[0])
+            else:
+                st.markdown(f"### {gallery.count_faces(faces)}")
+                for i, f in enumerate(faces, 1):
+                    st.markdown(f"{i}. {common.label_markdown(f['label'])} · P(mask) {f['p_mask']:.2f}")
+            if result.get("note"):
+                st.caption(result["note"])
+
+
+# The verdict for a single face: a coloured label, the probability and a bar.
+def one_face(face: dict):
+    p = face["p_mask"]
+    sure = p if face["label"] == common.MASK else 1 - p
+    st.markdown(f"## {common.label_markdown(face['label'])}")
+    st.markdown(f"P(mask) = **{p:.2f}**: the model is {'over 99%' if sure >= 0.995 else f'{sure:.0%}'} sure "
+                f"the face is {common.LABEL_WORDS[face['label']]}.")
+    st.progress(p, text="P(mask)")
+    if sure < 0.75:
+        st.caption("Close call: try a tighter crop of the face, or a clearer photo.")
+
+
+main()

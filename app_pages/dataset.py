@@ -1,0 +1,222 @@
+"""The Dataset page: where the images are, what they look like, and what could mislead a model."""
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from maskdet import config, data, gallery
+from app_pages import common
+
+
+# Read top-down: get the data, summarise it, show its problems, let the user browse it.
+def main():
+    st.title("Dataset")
+    s = common.settings()
+    download_form()
+    table = table_or_message(s.data_dir)
+    if table is None:
+        return
+    report = common.load_health(str(s.data_dir))
+    # Only the open tab is drawn: charts laid out in a hidden tab get no width, and it saves thumbnails.
+    overview, health_tab, browse_tab = st.tabs(["Overview", "Data health", "Browse images"], key="dataset_tab",
+                                               on_change="rerun", bind="query-params")
+    if overview.open:
+        with overview:
+            summary(report)
+            charts(table)
+    if health_tab.open:
+        with health_tab:
+            health(report, table)
+            near_duplicates(table)
+    if browse_tab.open:
+        with browse_tab:
+            browse(table)
+
+
+# A form that downloads the Kaggle dataset with the user's credentials and then selects it.
+def download_form():
+    if msg := st.session_state.pop("download_message", None):
+        st.success(msg)
+    with st.expander("Download the Kaggle dataset", icon=":material/download:"):
+        st.caption(f"Fetches [{config.KAGGLE_DATASET}](https://www.kaggle.com/datasets/{config.KAGGLE_DATASET}) "
+                   "(about 330 MB). Your API key comes from Kaggle > Settings > API > Create New Token; "
+                   "it is used for this download only and not stored.")
+        with st.form("kaggle"):
+            left, right = st.columns(2)
+            username = left.text_input("Kaggle username")
+            key = right.text_input("Kaggle API key", type="password")
+            dest = st.text_input("Download into", value=str(config.PROJECT_DIR / "data"))
+            submitted = st.form_submit_button("Download", icon=":material/download:")
+    if submitted:
+        download(dest, username, key)
+
+
+# Run the download with visible progress; on success make the new folder the dataset folder.
+def download(dest: str, username: str, key: str):
+    with st.status(f"Downloading {config.KAGGLE_DATASET} ...", expanded=True) as status:
+        st.write("Contacting Kaggle; a full download takes a few minutes on a good connection.")
+        try:
+            folder = data.download(dest, username.strip() or None, key.strip() or None)
+        except data.DatasetError as exc:
+            status.update(label="Download failed", state="error")
+            st.error(str(exc))
+            return
+        status.update(label=f"Downloaded into {folder}", state="complete")
+    st.session_state["pending_data_dir"] = str(folder)
+    st.session_state["download_message"] = f"Downloaded the dataset into `{folder}`; it is now the dataset folder."
+    common.load_table.clear()
+    st.rerun()
+
+
+# The dataset table, or None after saying clearly why the folder cannot be used.
+def table_or_message(folder: Path) -> pd.DataFrame | None:
+    try:
+        return common.load_table(str(folder))
+    except data.DatasetError as exc:
+        st.error(f"**This folder cannot be used as a dataset.** {exc}", icon=":material/folder_off:")
+        st.info("Type another folder in the sidebar (one sub-folder per class: "
+                f"{' / '.join(config.CLASS_NAMES)}), or download the Kaggle dataset above.")
+        return None
+
+
+# Headline figures: images, classes, split.
+def summary(report: dict):
+    cols = st.columns(5)
+    cols[0].metric("Images", f"{report['images']:,}")
+    cols[1].metric("Unreadable", f"{len(report['corrupt']):,}")
+    for col, cls in zip(cols[2:4], config.CLASS_NAMES):
+        col.metric(common.LABEL_WORDS[cls].capitalize(), f"{report['class_counts'][cls]:,}")
+    cols[4].metric("Class balance", f"{report['balance']:.0%}", help="smaller class / larger class")
+    split = report["split_counts"]
+    st.caption(f"Split (near-duplicates kept together): train {sum(split['train'].values()):,} · "
+               f"validation {sum(split['val'].values()):,} images.")
+
+
+# Class balance per split, and image size and sharpness by class.
+def charts(table: pd.DataFrame):
+    good = data.usable(table)
+    left, mid, right = st.columns(3)
+    counts = good.groupby(["label", "split"]).size().rename("images").reset_index()
+    left.altair_chart(alt.Chart(counts, title="Class balance by split").mark_bar().encode(
+        x=alt.X("images:Q", title="images"),
+        y=alt.Y("label:N", title=None),
+        color=alt.Color("split:N", scale=alt.Scale(domain=["train", "val"], range=["#4c78a8", "#f58518"])),
+        tooltip=["label", "split", "images"]).properties(height=300), width="stretch")
+    mid.altair_chart(histogram(good, "width", "Image width by class (px)"), width="stretch")
+    right.altair_chart(histogram(good, "sharpness", "Sharpness by class (mean |Laplacian|)"), width="stretch")
+    st.caption("Faces of the two classes should look alike apart from the mask. Where a class has its own "
+               "image sizes or quality, a model can learn that instead; see Data health.")
+
+
+# Overlaid histograms of one column per class, binned here so the chart stays small.
+def histogram(good: pd.DataFrame, column: str, title: str) -> alt.Chart:
+    values = good[column].astype(float)
+    bins = pd.cut(values, bins=30)
+    hist = (good.assign(bin=bins).groupby(["label", "bin"], observed=False).size()
+            .rename("images").reset_index())
+    hist["start"] = hist["bin"].map(lambda b: b.left).astype(float)
+    hist["end"] = hist["bin"].map(lambda b: b.right).astype(float)
+    return alt.Chart(hist.drop(columns="bin"), title=title).mark_bar(opacity=0.55).encode(
+        x=alt.X("start:Q", title=None), x2="end:Q",
+        y=alt.Y("images:Q", stack=None, scale=alt.Scale(type="sqrt"), title="images (square-root scale)"),
+        y2=alt.datum(0),
+        color=alt.Color("label:N", scale=common.CLASS_SCALE, legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["label", alt.Tooltip("start:Q", format=".1f"), alt.Tooltip("end:Q", format=".1f"), "images"]
+    ).properties(height=300)
+
+
+# The findings of data.health: warnings, duplicates, unreadable files, shortcut properties.
+def health(report: dict, table: pd.DataFrame):
+    if report["warnings"]:
+        for w in report["warnings"]:
+            st.warning(w, icon=":material/warning:")
+    else:
+        st.success("No warnings: classes balanced, no shortcut property found.", icon=":material/check_circle:")
+    cols = st.columns(4)
+    cols[0].metric("Exact duplicate files", report["exact_duplicate_files"],
+                   help="files with the same bytes as another file (beyond the first copy)")
+    cols[1].metric("Near-duplicate groups", f"{report['near_duplicate_groups']:,}",
+                   help="look-alike images (augmented copies of one photo); a group never straddles the split")
+    cols[2].metric("Images in such groups", f"{report['images_in_near_duplicate_groups']:,}")
+    cols[3].metric("Groups with both labels", report["groups_across_classes"],
+                   help="look-alikes filed under both classes: mislabelled images or very similar faces")
+    left, right = st.columns([3, 2])
+    shortcuts = pd.DataFrame(report["shortcuts"])
+    shortcuts["verdict"] = np.where(shortcuts["separability"] >= 0.75, "a shortcut", "fine")
+    left.altair_chart(alt.Chart(shortcuts, title="How well one property alone tells the classes apart")
+                      .mark_bar().encode(
+                          x=alt.X("separability:Q", scale=alt.Scale(domain=[0.5, 1], clamp=True),
+                                  axis=alt.Axis(format="%"), title="image pairs told apart (50% = chance)"),
+                          x2=alt.datum(0.5),
+                          y=alt.Y("property:N", title=None, sort="-x"),
+                          color=alt.Color("verdict:N", scale=alt.Scale(domain=["a shortcut", "fine"],
+                                                                       range=["#d73027", "#4c78a8"]),
+                                          legend=None),
+                          tooltip=["property", alt.Tooltip("separability:Q", format=".1%")])
+                      .properties(height=alt.Step(28)), width="stretch")
+    left.caption("Red: 75% or more, a property a model can learn instead of masks.")
+    right.markdown("**Per class (median)**")
+    medians = pd.DataFrame(report["per_class"]).T[["median_width", "median_height", "median_sharpness"]]
+    medians.columns = ["width", "height", "sharpness"]
+    right.dataframe(medians.astype(float).round(1), width="stretch")
+    if report["corrupt"]:
+        st.markdown(f"**Unreadable files ({len(report['corrupt'])})**, skipped in training:")
+        st.dataframe(pd.DataFrame(report["corrupt"]), hide_index=True, width="stretch",
+                     column_config={"path": st.column_config.TextColumn("file", width="large")})
+    if report["duplicates_across_classes"]:
+        dup = table[table["hash"].isin(report["duplicates_across_classes"])][["path", "label", "hash"]]
+        st.markdown("**The same file in both classes**")
+        st.dataframe(dup, hide_index=True, width="stretch")
+
+
+# Pick a near-duplicate group and look at its images (groups with both labels first).
+def near_duplicates(table: pd.DataFrame):
+    st.subheader("Near-duplicate groups")
+    good = data.usable(table)
+    groups = (good[good["group_size"] > 1].groupby("group")
+              .agg(size=("path", "size"), labels=("label", lambda s: ", ".join(sorted(set(s)))),
+                   split=("split", "first"), both=("label", "nunique"))
+              .reset_index())
+    if groups.empty:
+        st.info("No near-duplicates: every image is unlike every other.")
+        return
+    groups = groups.sort_values(["both", "size"], ascending=False).reset_index(drop=True)
+    st.caption("Augmented copies of one photo. They are kept in the same split so validation never sees a "
+               "copy of a training face; groups filed under both labels come first.")
+    labels = {i: f"#{i + 1}: {r['size']} images · {r['labels']} · {r['split']}" for i, r in groups.iterrows()}
+    pick = st.selectbox(f"Group ({len(groups):,})", list(labels), format_func=labels.get, key="dup_group")
+    rows = good[good["group"] == groups.loc[pick, "group"]].sort_values("path")
+    common.image_grid([gallery.thumbnail(p, 128) for p in rows["path"]],
+                      [f"{common.short_name(p)} · {label}" for p, label in zip(rows["path"], rows["label"])],
+                      columns=8)
+
+
+# A paged grid of thumbnails, filtered by class and split, with file name, size and label.
+def browse(table: pd.DataFrame):
+    left, mid, right = st.columns([2, 2, 2])
+    classes = left.pills("Class", list(config.CLASS_NAMES), selection_mode="multi",
+                         default=list(config.CLASS_NAMES), key="browse_class")
+    splits = mid.pills("Split", ["train", "val", "unreadable"], selection_mode="multi",
+                       default=["train", "val", "unreadable"], key="browse_split")
+    order = right.selectbox("Order", ["file name", "smallest first", "largest first", "least sharp first"],
+                            key="browse_order")
+    split_col = table["split"].fillna("unreadable")
+    rows = table[table["label"].isin(classes or []) & split_col.isin(splits or [])]
+    rows = {"file name": rows.sort_values("path"),
+            "smallest first": rows.sort_values(["width", "path"]),
+            "largest first": rows.sort_values(["width", "path"], ascending=[False, True]),
+            "least sharp first": rows.sort_values(["sharpness", "path"])}[order]
+    part = rows.iloc[common.pager(len(rows), 36, key="browse_page")]
+    captions = [caption(r) for r in part.itertuples(index=False)]
+    common.image_grid([gallery.thumbnail(p, 128) for p in part["path"]], captions, columns=6)
+
+
+# "name · 128×128 · 8 KB · with_mask/val" for one table row.
+def caption(row) -> str:
+    size = "unreadable" if isinstance(row.error, str) else f"{int(row.width)}×{int(row.height)}"
+    return f"{common.short_name(row.path)} · {size} · {row.bytes / 1024:.0f} KB · {row.label} · {row.split or '—'}"
+
+
+main()

@@ -1,0 +1,171 @@
+"""The Evaluate page: how good the chosen model is on the validation split, and where it goes wrong."""
+import os
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from maskdet import config, data, evaluate, gallery, models, runs
+from app_pages import common
+
+
+# Read top-down: pick the model's predictions, choose a threshold, see the figures, then the errors.
+def main():
+    st.title("Evaluate")
+    s = common.settings()
+    classifier = common.classifier_or_message(s.model_path)
+    if classifier is None:
+        return
+    val_fraction, trained_on = training_split(s.model_path)
+    preds = predictions(s.model_path, s.data_dir, val_fraction)
+    if preds is None:
+        return
+    st.caption(f"Model `{s.model_path}` on the validation split of `{s.data_dir}` "
+               f"({len(preds):,} images, validation fraction {val_fraction:g}: images the model never trained on).")
+    if trained_on and Path(trained_on).resolve() != s.data_dir.resolve():
+        st.warning(f"This model was trained on `{trained_on}`, not on this folder: its validation split "
+                   "here may hold images it trained on, or be a different kind of data.")
+    y, p = data.labels_of(preds), preds["p_mask"].to_numpy()
+    threshold = st.slider("Decision threshold: P(mask) at or above it means *with mask*", 0.01, 0.99, 0.5, 0.01,
+                          key="threshold")
+    m = evaluate.metrics(y, p, threshold)
+    headline(m)
+    left, right = st.columns([1, 1])
+    left.altair_chart(confusion_chart(m), width="stretch")
+    right.markdown("**Per class**")
+    right.dataframe(per_class_table(m), width="stretch")
+    curve_charts(load_curves(str(s.model_path), os.stat(s.model_path).st_mtime, str(s.data_dir), val_fraction),
+                 threshold)
+    error_gallery(s.model_path, evaluate.errors(preds, threshold))
+
+
+# The validation fraction the model was trained with (so its validation images are unseen) and its data folder.
+def training_split(model_path: Path) -> tuple[float, str | None]:
+    params = runs.params(model_path.parent) if model_path.name == "model.keras" else {}
+    if not params:
+        card = models.read_card(model_path) or {}
+        params = {**(card.get("parameters") or {}), **{k: v for k, v in (card.get("split") or {}).items()
+                                                       if k == "val_fraction" and v}}
+        params.setdefault("data", card.get("data"))
+    return float(params.get("val_fraction") or config.DEFAULT_VAL_FRACTION), params.get("data")
+
+
+# The model's predictions on the validation split, or None after saying why there are none.
+def predictions(model_path: Path, folder: Path, val_fraction: float) -> pd.DataFrame | None:
+    try:
+        return common.load_predictions(str(model_path), os.stat(model_path).st_mtime, str(folder), val_fraction)
+    except data.DatasetError as exc:
+        st.error(f"**Cannot evaluate on this folder.** {exc}", icon=":material/folder_off:")
+        st.info("Choose a dataset folder in the sidebar (see the Dataset page).")
+        return None
+
+
+# ROC and precision-recall points, computed once per model and folder.
+@st.cache_data(show_spinner=False, max_entries=6)
+def load_curves(model_path: str, mtime: float, folder: str, val_fraction: float) -> pd.DataFrame:
+    preds = common.load_predictions(model_path, mtime, folder, val_fraction)
+    return evaluate.curves(data.labels_of(preds), preds["p_mask"].to_numpy())
+
+
+# Accuracy, balanced accuracy, ROC AUC and the number of images.
+def headline(m: dict):
+    cols = st.columns(4)
+    cols[0].metric("Accuracy", f"{m['accuracy']:.1%}")
+    cols[1].metric("Balanced accuracy", f"{m['balanced_accuracy']:.1%}", help="mean of the two classes' recall")
+    cols[2].metric("ROC AUC", f"{m['roc_auc']:.3f}" if m["roc_auc"] is not None else "—",
+                   help="chance that a masked face scores higher than an unmasked one (threshold-free)")
+    cols[3].metric("Validation images", f"{m['n']:,}")
+
+
+# The confusion matrix as a heat map: counts, and each row's rates (recall on the diagonal).
+def confusion_chart(m: dict) -> alt.LayerChart:
+    rows = []
+    for i, true in enumerate(m["classes"]):
+        total = sum(m["confusion_matrix"][i]) or 1
+        for j, pred in enumerate(m["classes"]):
+            count = m["confusion_matrix"][i][j]
+            rows.append({"true": common.LABEL_WORDS[true], "predicted": common.LABEL_WORDS[pred],
+                         "count": count, "rate": count / total, "label": f"{count:,}", "share": f"{count / total:.1%}"})
+    frame = pd.DataFrame(rows)
+    order = [common.LABEL_WORDS[c] for c in m["classes"]]
+    base = alt.Chart(frame, title=f"Confusion matrix at threshold {m['threshold']:.2f}").encode(
+        x=alt.X("predicted:N", sort=order, title="predicted", axis=alt.Axis(labelAngle=0, orient="top")),
+        y=alt.Y("true:N", sort=order, title="true"))
+    heat = base.mark_rect().encode(
+        color=alt.Color("rate:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=None),
+        tooltip=["true", "predicted", "count", alt.Tooltip("rate:Q", format=".1%")])
+    text_colour = alt.condition(alt.datum.rate > 0.5, alt.value("white"), alt.value("black"))
+    counts = base.mark_text(fontSize=22, fontWeight="bold", dy=-10).encode(text="label:N", color=text_colour)
+    shares = base.mark_text(fontSize=13, dy=14).encode(text="share:N", color=text_colour)
+    return (heat + counts + shares).properties(height=280)
+
+
+# Precision, recall, F1 and support per class, as a small table.
+def per_class_table(m: dict) -> pd.DataFrame:
+    table = pd.DataFrame(m["per_class"]).T
+    table.index = [common.LABEL_WORDS[c] for c in table.index]
+    table["support"] = table["support"].astype(int)
+    return table[["precision", "recall", "f1", "support"]].style.format(
+        {"precision": "{:.1%}", "recall": "{:.1%}", "f1": "{:.1%}", "support": "{:,}"})
+
+
+# ROC and precision-recall curves with the current threshold marked.
+def curve_charts(points: pd.DataFrame, threshold: float):
+    here = points.iloc[[int((points["threshold"] - threshold).abs().to_numpy().argmin())]]
+    left, right = st.columns(2)
+    for col, (x, y, title) in ((left, ("fpr", "tpr", "ROC curve (positive class: with mask)")),
+                               (right, ("recall", "precision", "Precision-recall (with mask)"))):
+        line = alt.Chart(points, title=title).mark_line(interpolate="step-after").encode(
+            x=alt.X(f"{x}:Q", scale=alt.Scale(domain=[0, 1]), title={"fpr": "false positive rate",
+                                                                    "recall": "recall"}[x]),
+            y=alt.Y(f"{y}:Q", scale=alt.Scale(domain=[0, 1]), title={"tpr": "true positive rate",
+                                                                    "precision": "precision"}[y]),
+            tooltip=[alt.Tooltip("threshold:Q", format=".3f"), alt.Tooltip(f"{x}:Q", format=".3f"),
+                     alt.Tooltip(f"{y}:Q", format=".3f")])
+        dot = alt.Chart(here).mark_point(size=120, filled=True, color="#d73027").encode(
+            x=f"{x}:Q", y=f"{y}:Q", tooltip=[alt.Tooltip("threshold:Q", format=".3f")])
+        col.altair_chart((line + dot).properties(height=300), width="stretch")
+
+
+# The misclassified validation images, most confidently wrong first, with where the model looked.
+def error_gallery(model_path: Path, wrong: pd.DataFrame):
+    st.subheader(f"Errors ({len(wrong):,})")
+    if wrong.empty:
+        st.success("No validation image is misclassified at this threshold.")
+        return
+    left, right = st.columns([2, 1], vertical_alignment="bottom")
+    counts = wrong["error_type"].value_counts()
+    kinds = {"all": f"all ({len(wrong):,})",
+             "false mask": f"false \"mask\" ({counts.get('false mask', 0):,})",
+             "false no-mask": f"false \"no mask\" ({counts.get('false no-mask', 0):,})"}
+    kind = left.segmented_control("Show", list(kinds), format_func=kinds.get, default="all", key="error_kind",
+                                  required=True) or "all"
+    show_saliency = right.toggle("Saliency overlay (Grad-CAM)", value=True, key="saliency",
+                                 help="Colours where the evidence for the predicted class lies: red strongest")
+    shown = wrong if kind == "all" else wrong[wrong["error_type"] == kind]
+    if shown.empty:
+        st.info("No errors of this kind.")
+        return
+    part = shown.iloc[common.pager(len(shown), 12, key="error_page")]
+    paths = tuple(part["path"])
+    if show_saliency:
+        images = common.load_saliency(str(model_path), os.stat(model_path).st_mtime, paths)
+    else:
+        images = [gallery.thumbnail(p, 160) for p in paths]
+    columns = 6
+    rows = list(part.itertuples(index=False))
+    for start in range(0, len(rows), columns):
+        for col, r, img in zip(st.columns(columns), rows[start:start + columns], images[start:start + columns]):
+            with col.container(border=True):
+                st.image(img, width="stretch")
+                st.markdown(f"true {common.label_markdown(r.label)}  \nP(mask) **{r.p_mask:.2f}**")
+                st.caption(common.short_name(r.path))
+    if show_saliency:
+        st.caption("Grad-CAM on the deepest backbone feature map with at least 6x6 cells: it shows where the evidence for the "
+                   "(wrong) predicted class lies. Mask errors driven by backgrounds, borders or image quality "
+                   "rather than the mouth and nose point to a shortcut in the data.")
+
+
+main()

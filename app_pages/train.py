@@ -1,0 +1,301 @@
+"""The Train page: start a run, watch it live, compare runs, promote one to the active model.
+
+A run is a folder written by its own process (maskdet.runs); this page only reads it, so a reload,
+a second tab or another machine's browser all show the same live run.
+"""
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from maskdet import config, models, runs
+from app_pages import common
+
+
+# Read top-down: the form, the live run, the list of runs, comparing them, the models.
+def main():
+    st.title("Train")
+    s = common.settings()
+    params = training_form(s.data_dir)
+    if params:
+        start(s.data_dir, s.runs_dir, params)
+    live_run(str(s.runs_dir))
+    all_runs = runs.list_runs(s.runs_dir)
+    if not all_runs:
+        return
+    run_table(all_runs)
+    compare(all_runs)
+    run_details(all_runs)
+    model_shelf()
+
+
+# The training settings; returns them when the user presses Start, else None.
+def training_form(data_dir: Path) -> dict | None:
+    with st.expander("Start a training run", expanded=not runs.list_runs(common.settings().runs_dir),
+                     icon=":material/play_circle:"):
+        st.caption(f"Trains a MobileNet from scratch on `{data_dir}` in its own process; you can leave this "
+                   "page or close the browser, the run goes on. One training at a time.")
+        with st.form("train"):
+            a, b, c = st.columns(3)
+            epochs = a.number_input("Epochs", 1, 500, config.DEFAULT_EPOCHS, key="f_epochs")
+            batch = b.select_slider("Batch size", [8, 16, 32, 64, 128, 256], config.DEFAULT_BATCH_SIZE,
+                                    key="f_batch")
+            alpha = c.select_slider("Width (alpha)", [0.25, 0.5, 0.75, 1.0], config.DEFAULT_ALPHA, key="f_alpha",
+                                    help="MobileNet width multiplier: 0.25 is ~4x faster than 1.0 on a CPU")
+            a, b, c = st.columns(3)
+            lr = a.number_input("Learning rate", 1e-5, 1e-1, config.DEFAULT_LEARNING_RATE, format="%.4f",
+                                step=1e-4, key="f_lr")
+            val = b.slider("Validation fraction", 0.05, 0.5, config.DEFAULT_VAL_FRACTION, 0.05, key="f_val")
+            limit = c.number_input("Sample limit (images)", 100, 1_000_000, value=None, step=100, key="f_limit",
+                                   placeholder="all images",
+                                   help="Train on a class-balanced sample of about this many images: a quick try")
+            augment = st.checkbox("Augment (flips, rotations, colour and quality changes)", True, key="f_augment")
+            go = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+    if not go:
+        return None
+    return {"epochs": int(epochs), "batch_size": int(batch), "alpha": float(alpha), "learning_rate": float(lr),
+            "val_fraction": float(val), "limit": int(limit) if limit else None, "augment": bool(augment), "seed": 0}
+
+
+# Start a run in its own process, or say why not.
+def start(data_dir: Path, runs_dir: Path, params: dict):
+    try:
+        common.check_folder(str(data_dir))
+        run_dir = runs.start(data_dir, runs_dir, **params)
+    except runs.RunError as exc:
+        st.error(str(exc), icon=":material/block:")
+        return
+    except Exception as exc:  # a bad folder (DatasetError) or an unwritable runs folder
+        st.error(f"Could not start the run: {exc}", icon=":material/error:")
+        return
+    st.toast(f"Started run {run_dir.name}", icon=":material/play_arrow:")
+
+
+# The run now going (or the latest one), re-read from its folder every 2 seconds.
+@st.fragment(run_every=2)
+def live_run(runs_dir: str):
+    run = runs.active_run(Path(runs_dir))
+    latest = run or next(iter(runs.list_runs(Path(runs_dir))), None)
+    seen = st.session_state.get("live_seen")
+    now_seen = (latest["run_id"], latest["state"]) if latest else None
+    st.session_state["live_seen"] = now_seen
+    if seen and now_seen and seen[0] == now_seen[0] and seen[1] in ("queued", "running") and now_seen[1] in runs.FINAL:
+        common.model_options.clear()
+        st.rerun(scope="app")  # the run list, comparisons and model picker change too
+    if latest is None:
+        st.info("No training runs yet. Start one above: 3 epochs on a 2,000-image sample take a few minutes "
+                "on a laptop CPU.", icon=":material/model_training:")
+        return
+    st.subheader(f"{'Current' if run else 'Latest'} run: {latest['run_id']}")
+    run_dir = Path(latest["path"])
+    status = runs.status(run_dir)
+    records = runs.metrics(run_dir)
+    progress(run_dir, status, records)
+    curves(records, status)
+
+
+# State, progress bar, elapsed and remaining time, Cancel; the error of a failed run.
+def progress(run_dir: Path, status: dict, records: list[dict]):
+    state = status["state"]
+    epochs, spe = status.get("epochs") or 0, status.get("steps_per_epoch") or 0
+    step = status.get("step") or 0
+    batches = [r for r in records if r.get("kind") == "batch"]
+    if batches:
+        step = max(step, batches[-1]["step"])
+    total = epochs * spe
+    icon = {"queued": ":material/hourglass_top:", "running": ":material/directions_run:",
+            "done": ":green[:material/check_circle:]", "failed": ":red[:material/error:]",
+            "cancelled": ":orange[:material/stop_circle:]"}.get(state, "")
+    phase = f" · {status['phase']}" if status.get("phase") and state == "running" else ""
+    where = f" · epoch {status.get('epoch') or status.get('completed_epochs') or 0}/{epochs}" if epochs else ""
+    st.markdown(f"**{icon} {state}**{phase}{where}" + (f" · step {step}/{total}" if total else ""))
+    if state in ("queued", "running"):
+        st.progress(min(1.0, step / total) if total else 0.0,
+                    text=f"elapsed {clock(status.get('elapsed_s'))} · left {clock(time_left(batches, step, total))}")
+        if status.get("cancel_requested"):
+            st.warning("Cancelling: the run stops after this batch and keeps what it learned.")
+        elif st.button("Cancel run", icon=":material/stop_circle:", key="cancel"):
+            runs.cancel(run_dir)
+            st.rerun(scope="fragment")
+    elif state == "failed":
+        st.error(f"**The run failed.** {status.get('error') or 'no reason recorded'}", icon=":material/error:")
+    else:
+        acc = status.get("val_accuracy")
+        st.caption(f"finished in {clock(status.get('elapsed_s'))}"
+                   + (f" · validation accuracy {acc:.1%}" if isinstance(acc, float) else "")
+                   + (" · cancelled: its model holds what it learned until then" if state == "cancelled" else ""))
+
+
+# Seconds left, from the pace of the batches since the run (re)started, or None when unknown.
+def time_left(batches: list[dict], step: int, total: int) -> float | None:
+    segment = batches
+    for i in range(len(batches) - 1, 0, -1):  # a resumed run starts its clock again: use the last stretch
+        if batches[i]["step"] <= batches[i - 1]["step"]:
+            segment = batches[i:]
+            break
+    if len(segment) < 3 or not total:
+        return None
+    pace = (segment[-1]["time"] - segment[0]["time"]) / max(1, segment[-1]["step"] - segment[0]["step"])
+    return max(0.0, (total - step) * pace)
+
+
+# 75 -> "1:15", 3700 -> "1:01:40", None -> "…".
+def clock(seconds) -> str:
+    if seconds is None:
+        return "…"
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+# Loss and accuracy: every batch (thin line) and every epoch on train and validation (points).
+def curves(records: list[dict], status: dict):
+    if not records:
+        st.caption("Waiting for the first batch ..." if status["state"] in ("queued", "running") else "No metrics.")
+        return
+    frame = metric_frame(records)
+    left, right = st.columns(2)
+    for col, metric in ((left, "loss"), (right, "accuracy")):
+        col.altair_chart(curve_chart(frame[frame["metric"] == metric], metric.capitalize()), width="stretch")
+
+
+# metrics.jsonl records -> a long table: step, epoch, metric, value, series.
+def metric_frame(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        if r.get("kind") == "batch":
+            for m in ("loss", "accuracy"):
+                rows.append({"step": r["step"], "epoch": r["epoch"], "metric": m, "value": r.get(m),
+                             "series": "train (batch)"})
+        elif r.get("kind") == "epoch" and not r.get("partial"):
+            for m in ("loss", "accuracy"):
+                rows.append({"step": r["step"], "epoch": r["epoch"], "metric": m, "value": r.get(m),
+                             "series": "train (epoch)"})
+                if f"val_{m}" in r:
+                    rows.append({"step": r["step"], "epoch": r["epoch"], "metric": m, "value": r[f"val_{m}"],
+                                 "series": "validation"})
+    return pd.DataFrame(rows, columns=["step", "epoch", "metric", "value", "series"]).dropna(subset=["value"])
+
+
+# One metric's chart: thin batch line, epoch lines with points.
+def curve_chart(frame: pd.DataFrame, title: str) -> alt.LayerChart:
+    colour = alt.Color("series:N", scale=alt.Scale(domain=["train (batch)", "train (epoch)", "validation"],
+                                                   range=["#9ecae9", "#1f77b4", "#ff7f0e"]),
+                       legend=alt.Legend(orient="bottom", title=None))
+    base = alt.Chart(frame, title=title).encode(
+        x=alt.X("step:Q", title="step (batch)"), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        color=colour, tooltip=["series", "epoch", "step", alt.Tooltip("value:Q", format=".4f")])
+    batch = base.transform_filter(alt.datum.series == "train (batch)").mark_line(strokeWidth=1, opacity=0.8)
+    epoch = base.transform_filter(alt.datum.series != "train (batch)").mark_line(point=True, strokeWidth=2)
+    return (batch + epoch).properties(height=340)
+
+
+# Every run with its state, settings and result.
+def run_table(all_runs: list[dict]):
+    st.subheader("Runs")
+    rows = []
+    for r in all_runs:
+        p = runs.params(Path(r["path"]))
+        rows.append({"run": r["run_id"], "state": r["state"],
+                     "epochs": f"{r.get('completed_epochs') or 0}/{r.get('epochs') or p.get('epochs')}",
+                     "val accuracy": r.get("val_accuracy"), "train images": r.get("train_images"),
+                     "alpha": p.get("alpha"), "batch": p.get("batch_size"), "learning rate": p.get("learning_rate"),
+                     "limit": p.get("limit"), "time": clock(r.get("elapsed_s")) if r.get("elapsed_s") else "",
+                     "error": r.get("error") or ""})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "val accuracy": st.column_config.ProgressColumn("val accuracy", format="percent", min_value=0, max_value=1),
+        "error": st.column_config.TextColumn("error", width="large")})
+
+
+# Curves of several runs side by side: validation accuracy and loss per epoch.
+def compare(all_runs: list[dict]):
+    with_epochs = [r["run_id"] for r in all_runs if r.get("completed_epochs")]
+    if len(with_epochs) < 1:
+        return
+    st.subheader("Compare runs")
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    chosen = left.multiselect("Runs", with_epochs, default=with_epochs[:3], key="compare_runs")
+    with_train = right.toggle("Training curves too", key="compare_train", help="dashed lines")
+    rows = []
+    for run_id in chosen:
+        for r in runs.metrics(Path(common.settings().runs_dir) / run_id):
+            if r.get("kind") == "epoch" and not r.get("partial"):
+                for m in ("accuracy", "loss"):
+                    if f"val_{m}" in r:
+                        rows.append({"run": run_id, "epoch": r["epoch"], "metric": m, "split": "validation",
+                                     "value": r[f"val_{m}"]})
+                    if with_train:
+                        rows.append({"run": run_id, "epoch": r["epoch"], "metric": m, "split": "train",
+                                     "value": r.get(m)})
+    if not rows:
+        st.caption("No finished epochs in these runs.")
+        return
+    frame = pd.DataFrame(rows)
+    left, right = st.columns(2)
+    for col, metric in ((left, "accuracy"), (right, "loss")):
+        col.altair_chart(alt.Chart(frame[frame["metric"] == metric], title=f"Validation {metric} per epoch")
+                         .mark_line(point=True).encode(
+                             x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
+                             y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+                             color=alt.Color("run:N", legend=alt.Legend(orient="bottom", title=None, columns=2)),
+                             strokeDash=alt.StrokeDash("split:N", sort=["validation", "train"], legend=None),
+                             tooltip=["run", "split", "epoch", alt.Tooltip("value:Q", format=".4f")])
+                         .properties(height=340), width="stretch")
+
+
+# One run's settings, evaluation and error; a finished run can become the active model.
+def run_details(all_runs: list[dict]):
+    st.subheader("Run details")
+    ids = [r["run_id"] for r in all_runs]
+    by_id = {r["run_id"]: r for r in all_runs}
+    run_id = st.selectbox("Run", ids, key="detail_run",
+                          format_func=lambda i: f"{i} ({by_id[i]['state']})")
+    r = by_id[run_id]
+    run_dir = Path(r["path"])
+    left, right = st.columns(2)
+    left.markdown("**Settings**")
+    settings = pd.Series({k: str(v) for k, v in runs.params(run_dir).items()}, name="value")
+    left.dataframe(settings, width="stretch")
+    evaluation = runs.read_json(run_dir / "evaluation.json", None)
+    if evaluation:
+        right.markdown("**Validation**")
+        right.metric("Accuracy", f"{evaluation['accuracy']:.1%}",
+                     help=f"balanced accuracy {evaluation.get('balanced_accuracy', 0):.1%}, "
+                          f"{evaluation.get('n')} images")
+    if r.get("error"):
+        st.error(r["error"])
+    if r.get("has_model") and r["state"] in ("done", "cancelled"):
+        if st.button("Make this the active model", icon=":material/publish:", key="promote",
+                     help=f"Copies its model.keras to {config.DEFAULT_MODEL} and writes a model card; "
+                          "the current active model is kept as the previous one."):
+            try:
+                models.promote(run_dir)
+                common.model_options.clear()
+                st.session_state["pending_model_path"] = str(config.DEFAULT_MODEL)
+                st.session_state["promote_message"] = f"Run {run_id} is now the active model."
+                st.rerun()
+            except models.PromotionError as exc:
+                st.error(str(exc))
+    if msg := st.session_state.pop("promote_message", None):
+        st.success(msg, icon=":material/check_circle:")
+
+
+# The models folder: the active and previous model, and a rollback.
+def model_shelf():
+    st.subheader("Models")
+    shelf = models.list_models()
+    if not shelf:
+        st.caption(f"No models in `{config.MODELS_DIR}` yet: promote a finished run above.")
+        return
+    st.dataframe(pd.DataFrame([{"file": m["name"], "card": models.card_summary(m["card"]),
+                                "size (MB)": round((m["bytes"] or 0) / 1e6, 1)} for m in shelf]),
+                 hide_index=True, width="stretch")
+    if models.previous_model().exists() and st.button("Roll back to the previous model", icon=":material/undo:",
+                                                     key="rollback"):
+        models.rollback()
+        common.model_options.clear()
+        st.rerun()
+
+
+main()

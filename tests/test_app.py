@@ -1,0 +1,194 @@
+"""The dashboard in Streamlit's AppTest: every page renders on real data, and the things users rely on work."""
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+from streamlit.testing.v1 import AppTest
+
+from maskdet import config, runs
+
+APP = "../streamlit_app.py"  # AppTest resolves it against this file
+TIMEOUT = 120  # pages import TensorFlow and scan 11,616 images: far beyond AppTest's default 3 s
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    """st.cache_data and st.cache_resource outlive an AppTest: each test starts without them."""
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def no_models(tmp_path, monkeypatch):
+    """An empty models folder as the active-model location, so no test touches models/."""
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    monkeypatch.setattr(config, "MODELS_DIR", models_dir)
+    monkeypatch.setattr(config, "DEFAULT_MODEL", models_dir / "maskdet.keras")
+    monkeypatch.setattr(config, "MODEL_CARD", models_dir / "maskdet.card.json")
+    return models_dir
+
+
+def app(page: str, data_dir, runs_dir, model_path=None, **state) -> AppTest:
+    """The app on `page` (e.g. "train") with the sidebar settings given, not yet run."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page(f"app_pages/{page}.py")  # before the first run: the default page would scan first
+    at.session_state["data_dir"] = str(data_dir)
+    at.session_state["runs_dir"] = str(runs_dir)
+    if model_path:
+        at.session_state["model_path"] = str(model_path)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Everything the page says in Markdown, captions, alerts and metrics, as one string."""
+    parts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "success", "subheader", "title")
+             for e in getattr(at, kind)]
+    parts += [f"{m.label}: {m.value}" for m in at.metric]
+    return "\n".join(str(p) for p in parts)
+
+
+def charts(at: AppTest) -> dict[str, pd.DataFrame]:
+    """The page's Altair charts: title -> the rows the chart draws (Streamlit ships them as Arrow)."""
+    found = {}
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        title = spec.get("title") or next((layer["title"] for layer in spec.get("layer", []) if "title" in layer), "")
+        title = title.get("text", "") if isinstance(title, dict) else title
+        frames = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets]
+        found[title] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return found
+
+
+def no_exceptions(at: AppTest):
+    assert not at.exception, "\n".join(e.value + "\n" + "\n".join(e.stack_trace) for e in at.exception)
+
+
+@pytest.mark.slow
+def test_dataset_page_shows_counts_charts_health_and_images(facemask_dir, tmp_path, no_models):
+    at = app("dataset", facemask_dir, tmp_path / "runs").run()  # one scan; the tabs below reuse it
+    no_exceptions(at)
+    assert "Images: 11,616" in texts(at)
+    drawn = charts(at)
+    assert drawn["Class balance by split"]["images"].sum() == 11616
+    assert set(drawn["Image width by class (px)"]["label"]) == set(config.CLASS_NAMES)
+
+    at.session_state["dataset_tab"] = "Data health"
+    at.run()
+    no_exceptions(at)
+    said = texts(at)
+    assert "image width alone tells with_mask from without_mask" in said
+    assert "Near-duplicate groups: 771" in said
+    group = at.selectbox(key="dup_group")
+    assert group.options[0].startswith("#1: 24 images") and len(at.get("image")) == 24
+    last = group.options[-1]  # options are shown as "#771: 2 images · ..."; the value is the group's index
+    group.set_value(len(group.options) - 1).run()  # click through to another group: its images replace the first
+    assert len(at.get("image")) == int(last.split(": ")[1].split(" ")[0])
+
+    at.session_state["dataset_tab"] = "Browse images"
+    at.run()
+    no_exceptions(at)
+    assert "showing 1-36 of 11,616" in texts(at) and len(at.get("image")) == 36
+    at.pills(key="browse_class").set_value(["without_mask"]).run()
+    at.pills(key="browse_split").set_value(["val"]).run()
+    assert "of 1,214" in texts(at)
+    assert all(" · without_mask · val" in img.proto.imgs[0].caption for img in at.get("image"))
+
+
+def test_a_wrong_dataset_folder_and_a_missing_model_are_explained(tmp_path, no_models):
+    at = app("dataset", tmp_path / "nowhere", tmp_path / "runs").run()
+    no_exceptions(at)
+    assert "the folder does not exist" in texts(at)
+    assert "cannot be used as a dataset" in texts(at)
+    for page in ("evaluate", "classify"):
+        at = app(page, tmp_path / "nowhere", tmp_path / "runs").run()
+        no_exceptions(at)
+        assert "No model" in texts(at) and "Train" in texts(at)
+    at = app("train", tmp_path / "nowhere", tmp_path / "runs").run()
+    no_exceptions(at)
+    assert "No training runs yet" in texts(at)
+
+
+@pytest.mark.slow
+def test_classify_labels_an_uploaded_face_and_explains_a_bad_file(trained_run, facemask_dir, tmp_path, no_models):
+    at = app("classify", facemask_dir, trained_run.parent, trained_run / "model.keras").run()
+    no_exceptions(at)
+    assert "up to 20 MB each" in texts(at)
+    face = sorted((facemask_dir / "with_mask").glob("*.jpg"))[0]
+    at.file_uploader(key="photos").set_value([(face.name, face.read_bytes(), "image/jpeg"),
+                                              ("notes.jpg", b"this is not a picture", "image/jpeg")]).run()
+    no_exceptions(at)
+    said = texts(at)
+    assert "with mask**]" in said or "without mask**]" in said  # the coloured label
+    assert "P(mask) = **" in said
+    assert [e.value for e in at.error] == ["notes.jpg: not an image file (or a format Pillow cannot read)"]
+    at.toggle(key="use_camera").set_value(True).run()
+    at.camera_input(key="camera").set_value(("camera.jpg", face.read_bytes(), "image/jpeg")).run()
+    no_exceptions(at)
+    assert texts(at).count("P(mask) = **") == 2
+
+
+@pytest.mark.slow
+def test_evaluate_shows_the_confusion_matrix_and_a_threshold_moves_it(trained_run, facemask_dir, no_models):
+    at = app("evaluate", facemask_dir, trained_run.parent, trained_run / "model.keras").run()
+    no_exceptions(at)
+    said = texts(at)
+    assert "Validation images: 2,599" in said and "Accuracy: " in said
+    drawn = charts(at)
+    assert drawn["Confusion matrix at threshold 0.50"]["count"].sum() == 2599
+    assert {"ROC curve (positive class: with mask)", "Precision-recall (with mask)"} <= set(drawn)
+    before = drawn["Confusion matrix at threshold 0.50"].set_index(["true", "predicted"])["count"]
+    at.slider(key="threshold").set_value(0.99).run()
+    no_exceptions(at)
+    after = charts(at)["Confusion matrix at threshold 0.99"].set_index(["true", "predicted"])["count"]
+    assert after.sum() == 2599
+    missed = ("with mask", "without mask")
+    assert after[missed] >= before[missed]  # a stricter "mask" threshold misses more masks
+    if "Errors (0)" not in texts(at):
+        assert at.toggle(key="saliency").value and len(at.get("image")) >= 1  # Grad-CAM overlays of the errors
+
+
+@pytest.mark.slow
+def test_train_starts_a_real_run_shows_it_live_and_promotes_it(facemask_dir, tmp_path, no_models):
+    runs_dir = tmp_path / "runs"
+    at = app("train", facemask_dir, runs_dir).run()
+    no_exceptions(at)
+    at.number_input(key="f_epochs").set_value(1)
+    at.select_slider(key="f_batch").set_value(32)
+    at.number_input(key="f_limit").set_value(200)
+    at.button[0].click()  # the form's Start button (the only button before a run exists)
+    at.run()
+    no_exceptions(at)
+    started = runs.list_runs(runs_dir)
+    assert len(started) == 1 and runs.params(Path(started[0]["path"]))["limit"] == 200
+
+    at.button[0].click().run()  # a second start while the first one trains is refused, with the reason
+    assert "already running" in texts(at) or runs.status(Path(started[0]["path"]))["state"] in runs.FINAL
+
+    deadline = time.time() + 300
+    while time.time() < deadline and runs.status(Path(started[0]["path"]))["state"] not in runs.FINAL:
+        time.sleep(2)
+        at.run()  # what a user's open page does every 2 s (the run_every fragment)
+        no_exceptions(at)
+    status = runs.status(Path(started[0]["path"]))
+    assert status["state"] == "done", status.get("error")
+    at.run()
+    no_exceptions(at)
+    said = texts(at)
+    assert "done" in said and "validation accuracy" in said
+    assert set(charts(at)["Loss"]["series"]) == {"train (batch)", "train (epoch)", "validation"}
+
+    at.button(key="promote").click().run()
+    no_exceptions(at)
+    assert config.DEFAULT_MODEL.exists() and json.loads(config.MODEL_CARD.read_text())["source_run"] == status["run_id"]
+    assert "is now the active model" in texts(at)
+    assert at.selectbox(key="model_path").value == str(config.DEFAULT_MODEL)
