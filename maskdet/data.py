@@ -254,7 +254,7 @@ def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
     table = pd.concat([table, pd.DataFrame(records)], axis=1)
     if use_cache:
         config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(".tmp")
+        tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
         table.to_pickle(tmp)
         os.replace(tmp, cache_path)
     table = assign_groups(table)
@@ -466,7 +466,7 @@ def load_pixels(table: pd.DataFrame, use_cache: bool = True, progress=None) -> n
                 progress(n + 1, len(table))
     if use_cache:
         config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(".tmp.npy")
+        tmp = cache_path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, out)
         os.replace(tmp, cache_path)
     return out
@@ -533,7 +533,8 @@ def _quality_augment(images):
     k = n * 3 // 10
     quality = tf.random.uniform([], 15, 90, dtype=tf.int32)
     jpegged = tf.map_fn(lambda im: tf.image.adjust_jpeg_quality(im / 255.0, quality) * 255.0,
-                        tf.clip_by_value(images[:k], 0, 255))
+                        tf.clip_by_value(images[:k], 0, 255),  # k is 0 for batches under 4 images
+                        fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32))
     return tf.concat([jpegged, images[k:]], axis=0)
 
 

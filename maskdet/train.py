@@ -22,6 +22,30 @@ def choose_strategy():
     return tf.distribute.get_strategy()
 
 
+def _allow_multi_worker_fit(model, strategy) -> None:
+    """Keras 3.15's fit() fails under MultiWorkerMirroredStrategy (keras-team/keras#20585, open):
+    it averages the per-worker data batch and the scalar step metrics along an axis they lack.
+    Metrics are already synchronised across workers, so the local value is the right one; and the
+    model, built under the strategy's scope, needs no symbolic build from a data batch."""
+    import tensorflow as tf
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    original = getattr(tf_trainer.reduce_per_replica, "__wrapped__", tf_trainer.reduce_per_replica)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.experimental_local_results(v)[0]
+                                      if tf_trainer._is_per_replica_instance(v) else v, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.__wrapped__ = original
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    model._distribute_strategy = None  # fit() then runs under the scope entered around it
+
+
 def is_chief() -> bool:
     """Whether this process writes the run folder (the only one, unless TF_CONFIG says otherwise)."""
     tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
@@ -103,9 +127,14 @@ def run(run_dir: Path, lock_fd: int | None = None, echo=None) -> dict:
     Resuming: when the folder holds a checkpoint, training continues from it.
     """
     run_dir = Path(run_dir)
+    if not is_chief():
+        return _run_as_worker(run_dir)
+    return _run(run_dir, lock_fd, echo)
+
+
+def _run(run_dir: Path, lock_fd: int | None, echo) -> dict:
     params = runs.params(run_dir)
-    chief = is_chief()
-    if lock_fd is None and chief:
+    if lock_fd is None:
         lock_fd = runs.acquire_lock(run_dir.parent)
     previous = runs.read_json(run_dir / "status.json", {}) or {}
     status = {"run_id": run_dir.name, "state": "running", "pid": os.getpid(),
@@ -113,30 +142,46 @@ def run(run_dir: Path, lock_fd: int | None = None, echo=None) -> dict:
               "epochs": params["epochs"], "completed_epochs": previous.get("completed_epochs", 0),
               "phase": "reading the dataset"}
     started = time.time() - float(previous.get("elapsed_s") or 0)
-    if chief:
-        (run_dir / "CANCEL").unlink(missing_ok=True)
-        runs.write_json(run_dir / "status.json", status)
+    (run_dir / "CANCEL").unlink(missing_ok=True)
+    runs.write_json(run_dir / "status.json", status)
     try:
-        result = _fit(run_dir, params, status, started, chief, echo)
+        result = _fit(run_dir, params, status, started, echo)
         status.update(result)
     except Exception as exc:  # any failure becomes the run's status, with the reason
         status.update(state="failed", error=f"{type(exc).__name__}: {exc}" if not isinstance(
             exc, (data.DatasetError, runs.RunError)) else str(exc))
         (run_dir / "traceback.txt").write_text(traceback.format_exc())
     status.update(finished=runs.now(), updated=runs.now(), elapsed_s=time.time() - started, phase=None)
-    if chief:
-        runs.write_json(run_dir / "status.json", status)
+    runs.write_json(run_dir / "status.json", status)
     if lock_fd is not None:
         os.close(lock_fd)
     return status
 
 
-def _fit(run_dir: Path, params: dict, status: dict, started: float, chief: bool, echo=None) -> dict:
+def _run_as_worker(run_dir: Path) -> dict:
+    """A non-chief worker of a multi-worker run does the chief's work step for step (every
+    collective needs every worker) in a scratch copy of the run folder, then drops it."""
+    import shutil
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="maskdet-worker-")) / run_dir.name
+    scratch.mkdir()
+    try:
+        for name in ("params.json", "status.json", "checkpoint.keras"):
+            if (run_dir / name).exists():
+                shutil.copy(run_dir / name, scratch / name)
+        return _run(scratch, None, None)
+    finally:
+        shutil.rmtree(scratch.parent, ignore_errors=True)
+
+
+def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -> dict:
     import keras
 
     from . import evaluate, infer, model as model_lib
 
     keras.utils.set_random_seed(params.get("seed", 0))
+    strategy = choose_strategy()  # before any other TensorFlow op: collectives are set up at start
     table = data.scan(params["data"], val_fraction=params["val_fraction"])
     if params.get("limit"):
         table = data.balanced_sample(table, params["limit"], seed=params.get("seed", 0))
@@ -145,9 +190,8 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, chief: bool,
     train_t, val_t = good[good["split"] == "train"], good[good["split"] == "val"]
     status["phase"] = "decoding images"
     status.update(train_images=len(train_t), val_images=len(val_t))
-    if chief:
-        runs.write_json(run_dir / "status.json", status)
-        good[["path", "label", "hash", "group", "split"]].to_csv(run_dir / "split.csv", index=False)
+    runs.write_json(run_dir / "status.json", status)
+    good[["path", "label", "hash", "group", "split"]].to_csv(run_dir / "split.csv", index=False)
     x_train, x_val = data.load_pixels(train_t), data.load_pixels(val_t)
     y_train, y_val = data.labels_of(train_t), data.labels_of(val_t)
     batch = params["batch_size"]
@@ -156,7 +200,6 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, chief: bool,
                                  augment=params.get("augment", True), seed=params.get("seed", 0))
     val_ds = data.make_dataset(x_val, y_val, batch, training=False)
 
-    strategy = choose_strategy()
     checkpoint = run_dir / "checkpoint.keras"
     with strategy.scope():
         if checkpoint.exists():
@@ -168,11 +211,11 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, chief: bool,
             initial_epoch = 0
     status.update(phase="training", steps_per_epoch=steps_per_epoch, replicas=strategy.num_replicas_in_sync,
                   resumed_from_epoch=initial_epoch or None)
-    recorder = _callbacks(run_dir, status, steps_per_epoch, started, echo) if chief else None
-    model.fit(train_ds, validation_data=val_ds, epochs=params["epochs"], initial_epoch=initial_epoch,
-              callbacks=[recorder] if recorder else [], verbose=0)
-    if not chief:
-        return {"state": "done"}
+    recorder = _callbacks(run_dir, status, steps_per_epoch, started, echo)
+    _allow_multi_worker_fit(model, strategy)
+    with strategy.scope():
+        model.fit(train_ds, validation_data=val_ds, epochs=params["epochs"], initial_epoch=initial_epoch,
+                  callbacks=[recorder], verbose=0)
     save_model(model, run_dir / "model.keras")
     status["phase"] = "evaluating"
     runs.write_json(run_dir / "status.json", status)
