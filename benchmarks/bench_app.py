@@ -1,0 +1,83 @@
+"""App cold start: seconds from `streamlit run streamlit_app.py` to the first classification answered
+in a real browser (Debian chromium + Playwright), on the shipped model. Runs it --runs times.
+
+    python benchmarks/bench_app.py [--runs 3] [--image PATH]
+"""
+import argparse
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def one_cold_start(browser, image: Path) -> tuple[float, float]:
+    """(seconds until the server answers /_stcore/health, seconds until the verdict is on screen)."""
+    port = free_port()
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+                             "--server.address", "127.0.0.1", "--server.port", str(port)],
+                            cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.1)
+            if time.perf_counter() - started > 120:
+                raise RuntimeError("streamlit did not start within 120 s")
+        healthy = time.perf_counter() - started
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        page.goto(f"{url}/classify")
+        page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(image))
+        page.locator("[data-testid=stMain] h2").filter(has_text="mask").first.wait_for()
+        answered = time.perf_counter() - started
+        context.close()
+        return healthy, answered
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def main():
+    from maskdet import config
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--image", type=Path,
+                    default=next(iter(sorted((config.DATA_DIR / "with_mask").glob("*.jpg"))), None))
+    a = ap.parse_args()
+    if a.image is None:
+        sys.exit("give --image PATH (a face photo)")
+    from playwright.sync_api import sync_playwright
+
+    print(f"# {platform.node()} {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, model {config.DEFAULT_MODEL}")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=FLAGS)
+        rows = [one_cold_start(browser, a.image) for _ in range(a.runs)]
+        browser.close()
+    for i, (healthy, answered) in enumerate(rows, 1):
+        print(f"cold start {i}: server healthy {healthy:5.1f} s, first classification answered {answered:5.1f} s")
+    print(f"median first classification: {sorted(r[1] for r in rows)[len(rows) // 2]:.1f} s (goal <= 15 s)")
+
+
+if __name__ == "__main__":
+    main()
