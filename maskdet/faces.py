@@ -1,0 +1,145 @@
+"""Finding faces in a photo, masked ones included, and cutting them out the way training crops look.
+
+The finder is MTCNN (the `mtcnn` package, MIT) with the weights its wheel ships, so nothing is
+downloaded at run time. Its cascade keys on the eyes and the face outline, so it still finds faces
+whose mouth and nose are covered; OpenCV's Haar cascade misses most of them (figures in
+benchmarks/bench_scenes.py and the README).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+# Photos larger than this (longer side, pixels) are shrunk for finding and the boxes mapped back:
+# finding time grows with the pixel count, and a face that is still under ~20 px at this size is
+# too small to classify anyway.
+FIND_MAX_SIDE = 1024
+# MTCNN's stage thresholds. The defaults (0.6, 0.7, 0.8) drop masked faces, whose lower half looks
+# unlike the faces MTCNN learned from: on face-mask-scenes (faces >= 32 px) these find 88% of the
+# faces against 84% with the defaults, at 0.34 false boxes a photo against 0.20.
+STAGE_THRESHOLDS = {"threshold_pnet": 0.6, "threshold_rnet": 0.6, "threshold_onet": 0.7}
+# The smallest face searched for, in pixels of the searched image. Smaller values cost time (the
+# scale pyramid starts larger) and found no more of the annotated faces of 32 px and up.
+MIN_FACE_SIZE = 20
+# How training crops (facemask-12k) frame a face: their side is 1.0-1.3 times the longer side of the
+# box MTCNN finds in them (median 1.13 masked, 1.01 unmasked), centred. So a found face's square is
+# widened by this share of its side on each side (side x 1.1) before it is classified.
+FACE_MARGIN = 0.05
+# Two boxes overlapping this much (IoU) are one face found twice (by the plain and the mirrored pass).
+SAME_FACE_IOU = 0.4
+
+
+@dataclass(frozen=True)
+class Face:
+    """One found face: its box (xmin, ymin, xmax, ymax; pixels of the photo given) and MTCNN's score."""
+
+    box: tuple[int, int, int, int]
+    score: float
+
+
+_build_lock = threading.Lock()
+_detector = None
+
+
+def detector():
+    """The MTCNN cascade, built once per process (its three small networks load from the wheel)."""
+    global _detector
+    with _build_lock:
+        if _detector is None:
+            _detector = _build_detector()
+    return _detector
+
+
+def _build_detector():
+    import tensorflow as tf
+    from mtcnn import MTCNN
+    from mtcnn.stages import StageONet, StageRNet
+
+    mtcnn = MTCNN(stages=[_proposal_stage(), StageRNet, StageONet], device="CPU:0")
+    # MTCNN calls its Keras models eagerly, a dozen times a photo (one per pyramid scale, then the
+    # two refining stages); one traced function per stage halves the time a photo takes.
+    for stage in mtcnn.stages:
+        stage._model = tf.function(lambda x, model=stage.model: model(x, training=False), reduce_retracing=True,
+                                   input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    return mtcnn
+
+
+def _proposal_stage():
+    """MTCNN's first stage with a scale pyramid that spans every face size from min_face_size up to
+    the whole image (mtcnn 1.0.0 counts its scales as if min_face_size were always 20)."""
+    import tensorflow as tf
+    from mtcnn.stages import StagePNet
+    from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes, upscale_bboxes
+
+    class ProposalStage(StagePNet):
+        def __call__(self, images_normalized, images_oshapes, min_face_size=20, scale_factor=0.709,
+                     threshold_pnet=0.6, nms_pnet1=0.5, nms_pnet2=0.7, **kwargs):
+            height, width = images_normalized.shape[1:3]
+            batch = images_normalized.shape[0]
+            found, scale = [], 12 / min_face_size  # PNet sees 12 px: a min_face_size face shrinks to that
+            while min(height, width) * scale >= 12:
+                scaled = tf.image.resize(images_normalized, (int(np.ceil(height * scale)), int(np.ceil(width * scale))),
+                                         method=tf.image.ResizeMethod.AREA)
+                regression, score = self._model(scaled)
+                boxes = upscale_bboxes(generate_bounding_box(regression, score, threshold_pnet),
+                                       np.full(batch, scale))
+                found.append(smart_nms_from_bboxes(boxes, threshold=nms_pnet1, method="union", initial_sort=False))
+                scale *= scale_factor
+            boxes = np.concatenate(found, axis=0) if found else np.empty((0, 6))
+            boxes = smart_nms_from_bboxes(boxes, threshold=nms_pnet2, method="union", initial_sort=True)
+            return resize_to_square(boxes)
+
+    return ProposalStage()
+
+
+def find_faces(image: Image.Image, max_side: int = FIND_MAX_SIDE, mirrored: bool = True) -> list[Face]:
+    """Faces in an RGB photo, left to right; boxes are pixels of `image`, whatever size it has.
+
+    With `mirrored`, the photo is searched a second time flipped left to right, in the same batch:
+    MTCNN's proposals differ enough between the two that the union finds about 3 points more of the
+    masked faces, for about 1.5 times the time.
+    """
+    scale = min(1.0, max_side / max(image.size))
+    searched = image if scale == 1.0 else image.resize(
+        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
+    pixels = np.asarray(searched, dtype=np.float32)  # MTCNN's own float64 default doubles its cost
+    batch = [pixels, pixels[:, ::-1]] if mirrored else [pixels]
+    found = np.asarray(detector().detect_faces(batch, box_format="xyxy", output_type="numpy",
+                                               min_face_size=MIN_FACE_SIZE, **STAGE_THRESHOLDS)).reshape(-1, 16)
+    boxes = found[:, 1:5].copy()
+    flipped = found[:, 0] == 1
+    boxes[flipped] = np.stack([searched.width - found[flipped, 3], found[flipped, 2],
+                               searched.width - found[flipped, 1], found[flipped, 4]], axis=1)
+    faces = []
+    for i in np.argsort(-found[:, 5], kind="stable"):  # best first; a face found twice keeps its best box
+        x0, y0, x1, y1 = (float(v) / scale for v in boxes[i])
+        box = (max(0, round(x0)), max(0, round(y0)), min(image.width, round(x1)), min(image.height, round(y1)))
+        if box[2] - box[0] >= 2 and box[3] - box[1] >= 2 and all(_iou(box, f.box) < SAME_FACE_IOU for f in faces):
+            faces.append(Face(box, float(found[i, 5])))
+    return sorted(faces, key=lambda f: (f.box[0], f.box[1]))
+
+
+def _iou(a, b) -> float:
+    iw, ih = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    return iw * ih / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih)
+
+
+def crop_box(box, image_size: tuple[int, int], margin: float = FACE_MARGIN) -> tuple[int, int, int, int]:
+    """A face box -> the square around its centre, widened by `margin` of its side on each side and
+    cut to the image (training crops are square; squaring keeps to_array from stretching the face)."""
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    w, h = image_size
+    return (max(0, round(cx - side / 2)), max(0, round(cy - side / 2)),
+            min(w, round(cx + side / 2)), min(h, round(cy + side / 2)))
+
+
+def face_crops(image: Image.Image, boxes, margin: float = FACE_MARGIN) -> list[Image.Image]:
+    """The face crops to classify: each box squared and widened by crop_box."""
+    return [image.crop(crop_box(b, image.size, margin)) for b in boxes]
