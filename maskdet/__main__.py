@@ -1,4 +1,4 @@
-"""The command line: python -m maskdet {download,scan,train,runs,cancel,evaluate,predict,export}."""
+"""The command line: python -m maskdet {download,scan,train,runs,cancel,evaluate,evaluate-scenes,predict,export}."""
 from __future__ import annotations
 
 import argparse
@@ -61,11 +61,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("predict", help="classify images")
+    p = sub.add_parser(
+        "predict", help="find the faces in photos and classify each",
+        description="Find the faces in each photo and classify each one. An image that is already a tight "
+                    "face crop (one face filling it, or no face found in a small image) is classified whole. "
+                    "The line's label and p_mask are those of the least-masked face (lowest p_mask), so a "
+                    "photo reads without_mask when anyone in it is unmasked; null when no face is found.")
     _model_arg(p)
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--json", action="store_true", help="one JSON object per line, one line per input")
+    p.add_argument("--crop", action="store_true", help="take each whole image for one face crop (no face finding)")
+    p.add_argument("--json", action="store_true",
+                   help='one JSON object per line, one line per input: {"path", "label", "p_mask", "error", '
+                        '"mode": "scene"|"crop", "faces": [{"box": [xmin, ymin, xmax, ymax], "p_mask", "label"}]}')
+
+    p = sub.add_parser("evaluate-scenes", help="find and classify the faces of annotated photos (Pascal VOC)")
+    _model_arg(p)
+    p.add_argument("--data", type=Path, required=True,
+                   help="a folder with annotations/ (VOC XML) and images/, like face-mask-scenes")
+    p.set_defaults(command="evaluate_scenes")  # main() dispatches to cmd_<command>
+    p.add_argument("--min-side", type=int, default=32, help="count annotated faces at least this many px on the short side")
+    p.add_argument("--limit", type=int, help="only the first N photos (by file name)")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("export", help="export a model for serving (TFLite or SavedModel)")
     _model_arg(p)
@@ -189,17 +207,51 @@ def cmd_predict(a):
     from . import infer
 
     clf = infer.Classifier.load(a.model, a.threshold)
-    results = clf.classify_crops(a.images)
     failed = 0
-    for path, r in zip(a.images, results):
+    for path in a.images:
+        r = infer.classify_photo(clf, path, mode="crop" if a.crop else "auto")
         failed += r["error"] is not None
+        # the least-masked face speaks for the photo: one unmasked person makes it "without_mask"
+        lead = min(r["faces"], key=lambda f: f["p_mask"], default=None)
         if a.json:
-            print(json.dumps({"path": str(path), **r}), flush=True)
+            print(json.dumps({"path": str(path), "label": lead and lead["label"], "p_mask": lead and lead["p_mask"],
+                              "error": r["error"], "mode": r["mode"], "faces": r["faces"]}), flush=True)
         elif r["error"]:
             print(f"{path}: error: {r['error']}")
+        elif r["mode"] == "crop":
+            print(f"{path}: {lead['label']} (p_mask {lead['p_mask']:.3f}; {r['note']})")
         else:
-            print(f"{path}: {r['label']} (p_mask {r['p_mask']:.3f})")
+            faces = "; ".join(f"{f['label']} (p_mask {f['p_mask']:.3f}) at {f['box']}" for f in r["faces"])
+            print(f"{path}: {r['note']}" + (f": {faces}" if faces else ""))
     return 1 if failed else 0
+
+
+def cmd_evaluate_scenes(a):
+    from . import infer, scenes
+
+    clf = infer.Classifier.load(a.model, a.threshold)
+    m = scenes.evaluate_scenes(clf, a.data, min_side=a.min_side, limit=a.limit,
+                               progress=lambda d, t: print(f"\rphotos {d}/{t}", end="", file=sys.stderr))
+    print(file=sys.stderr)
+    if a.json:
+        print(json.dumps(m))
+        return 0
+
+    def pc(v):
+        return "n/a" if v is None else f"{v:.1%}"
+
+    print(f"{a.model} on {a.data}: {m['images']} photos, {m['faces']} annotated faces of at least "
+          f"{m['min_side']} px (with_mask + without_mask)")
+    print(f"found (IoU >= {m['min_iou']}): {pc(m['found'])}; found and labelled right: {pc(m['found_and_right'])} "
+          f"(balanced over the two classes: {pc(m['balanced_found_and_right'])}); "
+          f"false boxes per photo: {m['false_boxes_per_image']:.2f}")
+    for cls, c in m["per_class"].items():
+        right = f", found and labelled right {pc(c['found_and_right'])}" if "found_and_right" in c else ""
+        false = f", false boxes labelled so per photo {c['false_boxes_per_image']:.2f}" if "false_boxes_per_image" in c else ""
+        print(f"  {cls} ({c['faces']} faces): found {pc(c['found'])}{right}{false}; labelled {c['predicted']}")
+    for e in m["errors"]:
+        print(f"error: {e}")
+    return 1 if m["errors"] else 0
 
 
 def cmd_export(a):
