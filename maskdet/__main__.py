@@ -1,4 +1,4 @@
-"""The command line: python -m maskdet {download,scan,train,runs,cancel,evaluate,evaluate-scenes,predict,export}."""
+"""The command line: python -m maskdet {download,scan,train,runs,cancel,evaluate,evaluate-scenes,predict,promote,rollback,export}."""
 from __future__ import annotations
 
 import argparse
@@ -84,6 +84,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N photos (by file name)")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("promote", help="make a finished run's model the active model (the old one is kept)")
+    p.add_argument("run_id")
+    p.add_argument("--runs-dir", type=Path, default=config.RUNS_DIR)
+    p.add_argument("--scenes", type=Path, help="a face-mask-scenes folder (VOC): add the cross-source figures "
+                                                "of the model to its card")
+
+    sub.add_parser("rollback", help="swap the active model with the previous one")
 
     p = sub.add_parser("export", help="export a model for serving (TFLite or SavedModel)")
     _model_arg(p)
@@ -254,6 +262,34 @@ def cmd_evaluate_scenes(a):
     return 1 if m["errors"] else 0
 
 
+def cmd_promote(a):
+    import platform
+    import time
+
+    from . import evaluate, infer, models, runs, scenes
+
+    dest = models.promote(runs.find(a.run_id, a.runs_dir))
+    card = models.read_card(dest)
+    card["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    if a.scenes:
+        clf = infer.Classifier.load(dest)
+        print(f"measuring on {a.scenes} ...", file=sys.stderr)
+        t = time.time()
+        card["cross_source"] = {"data": str(a.scenes), **evaluate.cross_source(clf, a.scenes)}
+        card["scenes"] = scenes.evaluate_scenes(clf, a.scenes)
+        card["scenes"].pop("errors", None)
+        card["cross_source"]["measured_s"] = time.time() - t
+    runs.write_json(models.card_path(dest), card)
+    print(dest)
+    print(models.card_summary(card), file=sys.stderr)
+
+
+def cmd_rollback(a):
+    from . import models
+
+    print(models.rollback())
+
+
 def cmd_export(a):
     from . import export
 
@@ -271,9 +307,10 @@ def main(argv=None) -> int:
     except Exception as exc:  # one clear sentence, not a traceback
         if os.environ.get("MASKDET_DEBUG"):
             raise
-        from . import data, infer, runs
+        from . import data, infer, models, runs
 
-        known = (data.DatasetError, data.ImageError, infer.ModelError, runs.RunError, FileNotFoundError)
+        known = (data.DatasetError, data.ImageError, infer.ModelError, runs.RunError, models.PromotionError,
+                 FileNotFoundError)
         msg = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
         print(f"error: {msg}", file=sys.stderr)
         return 2
