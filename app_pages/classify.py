@@ -81,7 +81,8 @@ def classify(model_path: str, mtime: float, name: str, blob: bytes, mode: str) -
     result["picture"] = None
     if not result.get("error"):
         boxed = [f for f in result["faces"] if f.get("box") is not None and result["mode"] != "crop"]
-        result["picture"] = common.jpeg(gallery.draw_faces(data.open_image(blob), boxed, max_side=900))
+        result["picture"] = common.jpeg(gallery.draw_faces(data.open_image(blob), boxed, max_side=1200,
+                                                           numbered=len(boxed) > 1))
     return result
 
 
@@ -96,7 +97,7 @@ def show_result(name: str, result: dict):
             return
         faces = [f for f in result["faces"] if f.get("label")]
         crop = result.get("mode") == "crop"
-        picture, verdict = st.columns([2, 3] if crop else [3, 2])
+        picture, verdict = st.columns([2, 3] if crop else [2, 1])
         # a face crop is shown at most 300 px wide: enlarging a 40-px crop only shows its pixels
         picture.image(result["picture"], caption=name, width=300 if crop else "stretch")
         with verdict:

@@ -72,7 +72,7 @@ def dataset_status(folder: str) -> None:
 
 # Pick the model the Evaluate and Classify pages use: the active one, the previous one, or a run's.
 def model_picker(runs_dir: Path) -> Path | None:
-    options = model_options(str(runs_dir))
+    options = model_options(str(runs_dir), str(config.MODELS_DIR))
     if not options:
         st.warning("No model yet. Train one on the **Train** page and promote it, "
                    f"or put a model at `{config.DEFAULT_MODEL}`.", icon=":material/model_training:")
@@ -115,9 +115,9 @@ def load_health(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) 
 
 # Choices for the model picker: path -> label; models in the models folder first, then finished runs.
 @st.cache_data(ttl=3, show_spinner=False)
-def model_options(runs_dir: str) -> dict[str, str]:
+def model_options(runs_dir: str, models_dir: str) -> dict[str, str]:
     options = {}
-    for m in models.list_models():
+    for m in models.list_models(Path(models_dir)):
         role = ("Active" if Path(m["path"]) == Path(config.DEFAULT_MODEL)
                 else "Previous" if Path(m["path"]) == models.previous_model() else "Model")
         options[m["path"]] = f"{role}: {m['name']}"

@@ -28,6 +28,10 @@ def main():
         st.warning(f"This model was trained on `{trained_on}`, not on this folder: its validation split "
                    "here may hold images it trained on, or be a different kind of data.")
     y, p = data.labels_of(preds), preds["p_mask"].to_numpy()
+    if p.std() < 0.01:
+        st.warning(f"This model gives every image about the same P(mask) ({p.mean():.2f}): it has not learned "
+                   "to tell the classes apart yet. Train it for more epochs (Train page).",
+                   icon=":material/warning:")
     threshold = st.slider("Decision threshold: P(mask) at or above it means *with mask*", 0.01, 0.99, 0.5, 0.01,
                           key="threshold")
     m = evaluate.metrics(y, p, threshold)

@@ -24,7 +24,6 @@ def main():
     all_runs = runs.list_runs(s.runs_dir)
     if not all_runs:
         return
-    run_table(all_runs)
     compare(all_runs)
     run_details(all_runs)
     model_shelf()
@@ -93,6 +92,7 @@ def live_run(runs_dir: str):
     records = runs.metrics(run_dir)
     progress(run_dir, status, records)
     curves(records, status)
+    run_table(runs.list_runs(Path(runs_dir)))  # in the fragment, so the list's states stay current too
 
 
 # State, progress bar, elapsed and remaining time, Cancel; the error of a failed run.
@@ -184,7 +184,8 @@ def curve_chart(frame: pd.DataFrame, title: str) -> alt.LayerChart:
                                                    range=["#9ecae9", "#1f77b4", "#ff7f0e"]),
                        legend=alt.Legend(orient="bottom", title=None))
     base = alt.Chart(frame, title=title).encode(
-        x=alt.X("step:Q", title="step (batch)"), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        x=alt.X("step:Q", title="step (batch)", axis=alt.Axis(format="d", tickMinStep=1)),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
         color=colour, tooltip=["series", "epoch", "step", alt.Tooltip("value:Q", format=".4f")])
     batch = base.transform_filter(alt.datum.series == "train (batch)").mark_line(strokeWidth=1, opacity=0.8)
     epoch = base.transform_filter(alt.datum.series != "train (batch)").mark_line(point=True, strokeWidth=2)
@@ -236,8 +237,9 @@ def compare(all_runs: list[dict]):
     for col, metric in ((left, "accuracy"), (right, "loss")):
         col.altair_chart(alt.Chart(frame[frame["metric"] == metric], title=f"Validation {metric} per epoch")
                          .mark_line(point=True).encode(
-                             x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
-                             y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+                             x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d")),
+                             y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False),
+                                     axis=alt.Axis(format=".0%" if metric == "accuracy" else ".3f")),
                              color=alt.Color("run:N", legend=alt.Legend(orient="bottom", title=None, columns=2)),
                              strokeDash=alt.StrokeDash("split:N", sort=["validation", "train"], legend=None),
                              tooltip=["run", "split", "epoch", alt.Tooltip("value:Q", format=".4f")])

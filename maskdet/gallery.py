@@ -64,8 +64,9 @@ def label_text(label: str | None, p_mask: float | None) -> str:
     return f"{'mask' if label == config.CLASS_NAMES[0] else 'no mask'} {sure:.0%}"
 
 
-def draw_faces(image, faces: list[dict], max_side: int = 1200) -> Image.Image:
-    """A photo with each face's box drawn in its label's colour and 'mask 97%' written above it.
+def draw_faces(image, faces: list[dict], max_side: int = 1200, numbered: bool = False) -> Image.Image:
+    """A photo with each face's box drawn in its label's colour and 'mask 97%' written above it
+    ('2: mask 97%' when numbered, to match a numbered list of the faces).
 
     `faces` are dicts with "box" (x0, y0, x1, y1 in the photo's pixels), "label" and "p_mask".
     The photo is shrunk to `max_side` first so boxes and text stay readable on screen.
@@ -76,20 +77,24 @@ def draw_faces(image, faces: list[dict], max_side: int = 1200) -> Image.Image:
         img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
     d = ImageDraw.Draw(img)
     line = max(2, round(max(img.size) / 300))
-    font = _font(max(11, round(max(img.size) / 45)))
-    for face in faces:
+    font = _font(max(11, round(max(img.size) / 60)))
+    for number, face in enumerate(faces, 1):
         box = face.get("box")
         if box is None:
             continue
         x0, y0, x1, y1 = (float(v) * scale for v in box)
         colour = COLOURS.get(face.get("label"), UNSURE_COLOUR)
         d.rectangle([x0, y0, x1, y1], outline=colour, width=line)
-        text = label_text(face.get("label"), face.get("p_mask"))
+        if numbered and len(faces) > 3:  # a crowd: the number only (the colour still says the label)
+            text = str(number)
+        else:
+            text = (f"{number}: " if numbered else "") + label_text(face.get("label"), face.get("p_mask"))
         tx0, ty0, tx1, ty1 = d.textbbox((0, 0), text, font=font)
         tw, th = tx1 - tx0, ty1 - ty0
         ty = y0 - th - 2 * line if y0 - th - 2 * line >= 0 else y1 + line  # above the box, else below it
-        d.rectangle([x0, ty, x0 + tw + 2 * line, ty + th + 2 * line], fill=colour)
-        d.text((x0 + line - tx0, ty + line - ty0), text, fill="white", font=font)
+        tx = max(0.0, min(x0, img.width - tw - 2 * line))  # inside the picture
+        d.rectangle([tx, ty, tx + tw + 2 * line, ty + th + 2 * line], fill=colour)
+        d.text((tx + line - tx0, ty + line - ty0), text, fill="white", font=font)
     return img
 
 

@@ -15,9 +15,11 @@ APP = "../streamlit_app.py"  # AppTest resolves it against this file
 TIMEOUT = 120  # pages import TensorFlow and scan 11,616 images: far beyond AppTest's default 3 s
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def fresh_caches():
-    """st.cache_data and st.cache_resource outlive an AppTest: each test starts without them."""
+    """st.cache_data and st.cache_resource outlive an AppTest: these tests start and end without them.
+    Within the module they are shared, as they are between a user's pages (the dataset is scanned once);
+    every cached loader is keyed by folder and file version, so tests cannot see each other's models."""
     st.cache_data.clear()
     st.cache_resource.clear()
     yield

@@ -1,0 +1,174 @@
+"""The dashboard in a real browser: `streamlit run` driven through Debian's chromium by Playwright.
+
+Screenshots of every page land in test-artifacts/screenshots/ (look at them: a page can pass its
+checks and still look wrong). The browser is the system's /usr/bin/chromium, never a download;
+without it the tests are skipped, except in CI (env CI set), where they fail.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = PROJECT / "test-artifacts"
+SHOTS = ARTIFACTS / "screenshots"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--no-first-run",
+         # a fake camera that needs no permission prompt: it streams a test pattern
+         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium, or a skip (a failure in CI) where it is not installed."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing in CI (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(trained_run, facemask_dir, tmp_path_factory):
+    """`streamlit run streamlit_app.py` on a free port, with the 1-epoch run's model as the active model."""
+    models_dir = tmp_path_factory.mktemp("models")
+    shutil.copy(trained_run / "model.keras", models_dir / "maskdet.keras")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    env = {**os.environ, "MASKDET_DATA": str(facemask_dir), "MASKDET_RUNS": str(trained_run.parent),
+           "MASKDET_MODELS": str(models_dir)}
+    started = time.time()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+             "--server.address", "127.0.0.1", "--server.port", str(port)],
+            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise AssertionError(f"streamlit did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+        yield SimpleNamespace(url=url, started=started, log=log_path, models_dir=models_dir)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1800}, permissions=["camera"])
+    p = context.new_page()
+    p.set_default_timeout(180_000)  # a cold page scans 11,616 images or imports TensorFlow
+    yield p
+    context.close()
+
+
+def settle(page):
+    """Wait until the script run is over and every picture has arrived."""
+    page.wait_for_timeout(400)
+    page.wait_for_selector(IDLE)
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+    page.wait_for_timeout(300)
+    page.wait_for_selector(IDLE)
+
+
+def shot(page, name: str):
+    """Save a screenshot, after checking the page shows no Python exception."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    errors = page.locator("[data-testid=stException]").all_inner_texts()
+    assert not errors, f"{name}: {errors[0][:2000]}"
+
+
+def main_text(page) -> str:
+    return page.locator("[data-testid=stMain]").inner_text()
+
+
+def test_a_fresh_server_answers_an_uploaded_photo_on_the_classify_page(page, server, facemask_dir):
+    # A deep link on a fresh server: the page must still get the shared sidebar (no pages/ auto-discovery).
+    page.goto(f"{server.url}/classify")
+    page.wait_for_selector("h1:has-text('Classify')")
+    settle(page)
+    assert page.get_by_role("textbox", name="Dataset folder").input_value() == str(facemask_dir)
+    face = sorted((facemask_dir / "with_mask").glob("*.jpg"))[0]
+    page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(face))
+    verdict = page.locator("[data-testid=stMain] h2").filter(has_text="mask").first
+    verdict.wait_for()
+    answered = time.time() - server.started
+    assert verdict.inner_text().strip() in ("with mask", "without mask")
+    page.get_by_text("P(mask) =").first.wait_for()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "timings.json").write_text(json.dumps({"streamlit_run_to_first_classification_s": answered}))
+    print(f"streamlit run -> first classification answered: {answered:.1f} s")
+    settle(page)
+    shot(page, "classify")
+
+    # The fake camera streams a test pattern, not a face: classified whole, it still gets a label.
+    page.get_by_text("Whole image is one face").click()
+    settle(page)
+    page.get_by_text("Use the camera").click()
+    page.get_by_role("button", name="Take Photo").click()
+    page.locator("[data-testid=stMain] h2").filter(has_text="mask").nth(1).wait_for()
+    assert "camera photo" in main_text(page)
+    settle(page)
+    shot(page, "classify-camera")
+
+
+def test_every_page_draws_in_the_browser(page, server):
+    page.goto(server.url)
+    page.wait_for_selector("h1:has-text('Dataset')")
+    settle(page)
+    page.locator("[data-testid=stMetricValue]").first.wait_for()
+    assert "11,616" in main_text(page)
+    shot(page, "dataset")
+    page.get_by_role("tab", name="Data health").click()
+    page.get_by_text("image width alone tells").first.wait_for()
+    settle(page)
+    shot(page, "dataset-health")
+    page.get_by_role("tab", name="Browse images").click()
+    page.get_by_text("showing 1-36 of 11,616").wait_for()
+    settle(page)
+    assert page.locator("[data-testid=stMain] [data-testid=stImage] img").count() == 36
+    shot(page, "dataset-browse")
+
+    for name, expect in (("Train", "Latest run"), ("Evaluate", "Decision threshold"), ("Classify", "Photos")):
+        page.locator("[data-testid=stSidebarNav]").get_by_role("link", name=name).click()
+        page.wait_for_selector(f"h1:has-text('{name}')")
+        page.get_by_text(expect).first.wait_for()
+        settle(page)
+        shot(page, {"Classify": "classify-start"}.get(name, name.lower()))
+    assert page.locator("[data-testid=stSidebarNav] a").count() == 4
