@@ -21,7 +21,9 @@ PAGES = [
 def main():
     st.set_page_config(page_title="maskdet", page_icon=":material/masks:", layout="wide")
     page = st.navigation(PAGES)
-    common.sidebar()
+    settings = common.sidebar()
+    if settings.model_path and settings.model_path.exists():
+        common.warm_up(str(settings.model_path), settings.model_path.stat().st_mtime)
     page.run()
 
 

@@ -15,11 +15,14 @@ EXTENSIONS = [e.lstrip(".") for e in config.IMAGE_EXTENSIONS]
 def main():
     st.title("Classify")
     s = common.settings()
+    if s.model_path is None:
+        common.classifier_or_message(None)  # says how to get a model
+        return
+    mode = photo_mode()
+    photos = inputs()  # drawn before the model is ready, so photos can be chosen while it loads
     classifier = common.classifier_or_message(s.model_path)
     if classifier is None:
         return
-    mode = photo_mode()
-    photos = inputs()
     if not photos:
         st.info("Upload photos or take one with the camera to see whether each face wears a mask.",
                 icon=":material/add_photo_alternate:")

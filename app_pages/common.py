@@ -6,12 +6,15 @@ all ML and file work happens in maskdet, these functions only call it.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from maskdet import config, data, evaluate, gallery, infer, models, runs, saliency
 
@@ -130,9 +133,34 @@ def model_options(runs_dir: str, models_dir: str) -> dict[str, str]:
 
 
 # A model file as a ready classifier, loaded once per file version (a promotion replaces the file).
-@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
 def load_classifier(path: str, mtime: float) -> infer.Classifier:
+    with st.spinner("Loading the model..."):
+        return _classifier(path, mtime)
+
+
+# The cached classifier itself; it draws nothing, so the warm-up thread can call it too.
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _classifier(path: str, mtime: float) -> infer.Classifier:
     return infer.Classifier.load(path)
+
+
+# Load the model and build the face finder in the background, once per server and model version,
+# so that the first photo is answered in seconds: TensorFlow and the model take ~10 s to load.
+@st.cache_resource(show_spinner=False, max_entries=4)
+def warm_up(path: str, mtime: float) -> threading.Thread:
+    def work():
+        try:
+            classifier = _classifier(path, mtime)  # a page asking meanwhile waits for this, no double load
+            if callable(getattr(infer, "classify_photo", None)):
+                infer.classify_photo(classifier, Image.new("RGB", (64, 64), "grey"), mode="auto")
+            else:
+                classifier.probs(np.zeros((1, *config.INPUT_SHAPE), np.uint8))
+        except Exception:  # a bad model file: the pages say so when they load it themselves
+            pass
+
+    thread = threading.Thread(target=work, name="maskdet-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 # The classifier for a model path, or None with the reason shown on the page.
@@ -163,8 +191,6 @@ def load_predictions(model_path: str, mtime: float, folder: str, val_fraction: f
 # Grad-CAM overlays (JPEG bytes) for dataset images, explaining the class the model predicted.
 @st.cache_data(show_spinner="Computing saliency maps...", max_entries=64)
 def load_saliency(model_path: str, mtime: float, paths: tuple[str, ...], size: int = 160) -> list[bytes]:
-    import numpy as np
-
     model = load_classifier(model_path, mtime).model
     images = [data.open_image(p) for p in paths]
     heat = saliency.grad_cam(model, np.stack([data.to_array(im) for im in images]))
