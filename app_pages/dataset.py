@@ -45,8 +45,8 @@ def download_form():
                    "it is used for this download only and not stored.")
         with st.form("kaggle"):
             left, right = st.columns(2)
-            username = left.text_input("Kaggle username")
-            key = right.text_input("Kaggle API key", type="password")
+            username = left.text_input("Kaggle username", key="kaggle_user")
+            key = right.text_input("Kaggle API key", type="password", key="kaggle_key")
             dest = st.text_input("Download into", value=str(config.PROJECT_DIR / "data"))
             submitted = st.form_submit_button("Download", icon=":material/download:")
     if submitted:

@@ -72,6 +72,11 @@ def charts(at: AppTest) -> dict[str, pd.DataFrame]:
     return found
 
 
+def button(at: AppTest, label: str):
+    """The button (form submit buttons included) that says `label`."""
+    return next(b for b in at.button if b.label == label)
+
+
 def no_exceptions(at: AppTest):
     assert not at.exception, "\n".join(e.value + "\n" + "\n".join(e.stack_trace) for e in at.exception)
 
@@ -119,6 +124,40 @@ def test_a_wrong_dataset_folder_and_a_missing_model_are_explained(tmp_path, no_m
     at = app("train", tmp_path / "nowhere", tmp_path / "runs").run()
     no_exceptions(at)
     assert "No training runs yet" in texts(at)
+
+
+def test_a_failed_run_shows_its_error(tmp_path, no_models):
+    run_dir = tmp_path / "runs" / "20260101-000000-dead"
+    run_dir.mkdir(parents=True)
+    runs.write_json(run_dir / "params.json", {"data": str(tmp_path), "epochs": 3})
+    runs.write_json(run_dir / "status.json", {"run_id": run_dir.name, "state": "failed", "epochs": 3,
+                                              "error": "cannot train: no readable images of class with_mask"})
+    at = app("train", tmp_path, tmp_path / "runs").run()
+    no_exceptions(at)
+    assert any("The run failed." in e.value and "no readable images of class with_mask" in e.value for e in at.error)
+
+
+def test_the_kaggle_form_reports_a_failed_download_and_selects_a_finished_one(tmp_path, tiny_dataset, no_models,
+                                                                               monkeypatch):
+    from maskdet import data
+
+    def refuse(dest, username, key):
+        raise data.DatasetError("Kaggle rejected the credentials (opendatasets asked for them again)")
+
+    monkeypatch.setattr(data, "download", refuse)
+    at = app("dataset", tmp_path / "nowhere", tmp_path / "runs").run()
+    at.text_input(key="kaggle_user").input("someone")
+    at.text_input(key="kaggle_key").input("wrong")
+    button(at, "Download").click().run()
+    no_exceptions(at)
+    assert "Kaggle rejected the credentials" in texts(at)
+    assert at.session_state["data_dir"] == str(tmp_path / "nowhere")
+
+    monkeypatch.setattr(data, "download", lambda dest, username, key: tiny_dataset)
+    button(at, "Download").click().run()
+    no_exceptions(at)
+    assert at.session_state["data_dir"] == str(tiny_dataset)  # the download is now the dataset folder
+    assert "Images: 80" in texts(at) and "now the dataset folder" in texts(at)
 
 
 @pytest.mark.slow
@@ -176,13 +215,12 @@ def test_train_starts_a_real_run_shows_it_live_and_promotes_it(facemask_dir, tmp
     at.number_input(key="f_epochs").set_value(1)
     at.select_slider(key="f_batch").set_value(32)
     at.number_input(key="f_limit").set_value(200)
-    at.button[0].click()  # the form's Start button (the only button before a run exists)
-    at.run()
+    button(at, "Start training").click().run()
     no_exceptions(at)
     started = runs.list_runs(runs_dir)
     assert len(started) == 1 and runs.params(Path(started[0]["path"]))["limit"] == 200
 
-    at.button[0].click().run()  # a second start while the first one trains is refused, with the reason
+    button(at, "Start training").click().run()  # a second start while the first one trains is refused
     assert "already running" in texts(at) or runs.status(Path(started[0]["path"]))["state"] in runs.FINAL
 
     deadline = time.time() + 300
