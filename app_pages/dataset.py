@@ -216,7 +216,8 @@ def browse(table: pd.DataFrame):
 # "name · 128×128 · 8 KB · with_mask/val" for one table row.
 def caption(row) -> str:
     size = "unreadable" if isinstance(row.error, str) else f"{int(row.width)}×{int(row.height)}"
-    return f"{common.short_name(row.path)} · {size} · {row.bytes / 1024:.0f} KB · {row.label} · {row.split or '—'}"
+    split = row.split if isinstance(row.split, str) else "—"  # unreadable files have no split
+    return f"{common.short_name(row.path)} · {size} · {row.bytes / 1024:.0f} KB · {row.label} · {split}"
 
 
 main()

@@ -112,6 +112,23 @@ def test_dataset_page_shows_counts_charts_health_and_images(facemask_dir, tmp_pa
     assert all(" · without_mask · val" in img.proto.imgs[0].caption for img in at.get("image"))
 
 
+def test_a_small_dataset_with_a_broken_file_is_shown_in_every_tab(tiny_dataset, tmp_path, no_models):
+    (tiny_dataset / "with_mask" / "broken.jpg").write_bytes(b"\xff\xd8 half a jpeg")
+    at = app("dataset", tiny_dataset, tmp_path / "runs").run()
+    no_exceptions(at)
+    assert "Images: 81" in texts(at) and "Unreadable: 1" in texts(at)
+    at.session_state["dataset_tab"] = "Data health"
+    at.run()
+    no_exceptions(at)
+    assert "cannot be read" in texts(at) and "Unreadable files (1)" in texts(at)
+    at.session_state["dataset_tab"] = "Browse images"
+    at.run()
+    no_exceptions(at)
+    at.pills(key="browse_split").set_value(["unreadable"]).run()
+    assert [img.proto.imgs[0].caption for img in at.get("image")] == [
+        "broken.jpg · unreadable · 0 KB · with_mask · —"]
+
+
 def test_a_wrong_dataset_folder_and_a_missing_model_are_explained(tmp_path, no_models):
     at = app("dataset", tmp_path / "nowhere", tmp_path / "runs").run()
     no_exceptions(at)
