@@ -98,9 +98,10 @@ def page(browser):
 
 
 def settle(page):
-    """Wait until the script run is over and every picture has arrived."""
+    """Wait until the script run is over and every element and picture has arrived."""
     page.wait_for_timeout(400)
     page.wait_for_selector(IDLE)
+    page.wait_for_function("!document.querySelector('[data-testid=stMain] [data-testid=stSkeleton]')")
     page.wait_for_function("Array.from(document.images).every(i => i.complete)")
     page.wait_for_timeout(300)
     page.wait_for_selector(IDLE)
@@ -158,6 +159,7 @@ def test_every_page_draws_in_the_browser(page, server):
     page.get_by_role("tab", name="Data health").click()
     page.get_by_text("image width alone tells").first.wait_for()
     settle(page)
+    assert page.locator("[data-testid=stMain] [data-testid=stImage] img").count() == 24  # the first group
     shot(page, "dataset-health")
     page.get_by_role("tab", name="Browse images").click()
     page.get_by_text("showing 1-36 of 11,616").wait_for()
