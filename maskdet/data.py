@@ -257,10 +257,29 @@ def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
         tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
         table.to_pickle(tmp)
         os.replace(tmp, cache_path)
-    table = assign_groups(table)
+    table = _cached_groups(table, use_cache)
     table["split"] = split_of_groups(table["group"], val_fraction)
     table.loc[table["error"].notna(), "split"] = None
     return table.drop(columns=["mtime"])
+
+
+def _cached_groups(table: pd.DataFrame, use_cache: bool) -> pd.DataFrame:
+    """assign_groups, remembered on disk by the files' paths and contents (grouping is most of a rescan)."""
+    key = hashlib.sha1(f"{NEAR_DUP_THRESHOLD}|{MAX_GROUP}|{NEIGHBOURS}|".encode()
+                       + "|".join(table["path"] + ":" + table["hash"].fillna("-")).encode()).hexdigest()[:20]
+    path = config.CACHE_DIR / f"groups-{key}.pkl"
+    if use_cache and path.exists():
+        try:
+            cached = pd.read_pickle(path)
+            return table.assign(group=cached["group"].to_numpy(), group_size=cached["group_size"].to_numpy())
+        except Exception:  # a torn or stale cache is only a cache
+            pass
+    table = assign_groups(table)
+    if use_cache:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        table[["group", "group_size"]].to_pickle(tmp)
+        os.replace(tmp, path)
+    return table
 
 
 def assign_groups(table: pd.DataFrame) -> pd.DataFrame:
@@ -478,7 +497,7 @@ def labels_of(table: pd.DataFrame) -> np.ndarray:
 
 
 def _geometric_augment(images):
-    """Random flip, rotation (+-20 deg), zoom (+-15%) and shift (+-8%) per image, as ONE projective
+    """Random flip, rotation (+-20 deg), zoom (-15% to +30%) and shift (+-8%) per image, as ONE projective
     transform: four separate Keras layers cost four resamplings and ran 4x slower here."""
     import math
 
@@ -487,7 +506,8 @@ def _geometric_augment(images):
     n = tf.shape(images)[0]
     h, w = (float(v) for v in config.IMAGE_SIZE)
     theta = tf.random.uniform([n], -0.06, 0.06) * 2 * math.pi
-    scale = tf.exp(tf.random.uniform([n], -math.log(1.15), math.log(1.15)))
+    # >1 shows more of the surroundings: found faces are cut with a margin, training crops are tight
+    scale = tf.exp(tf.random.uniform([n], -math.log(1.15), math.log(1.3)))
     flip = tf.where(tf.random.uniform([n]) < 0.5, -1.0, 1.0)
     tx, ty = tf.random.uniform([n], -0.08, 0.08) * w, tf.random.uniform([n], -0.08, 0.08) * h
     cx, cy = (w - 1) / 2, (h - 1) / 2
