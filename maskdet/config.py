@@ -41,7 +41,7 @@ DEFAULT_MODEL = MODELS_DIR / "maskdet.keras"
 MODEL_CARD = MODELS_DIR / "maskdet.card.json"
 
 DEFAULT_VAL_FRACTION = 0.2
-DEFAULT_ALPHA = 0.25
+DEFAULT_ALPHA = 0.5  # 0.25 trains 2x faster; 0.5 gained +0.2 pt val and +3.3 pt cross-source (README)
 DEFAULT_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LEARNING_RATE = 2e-3
