@@ -1,5 +1,7 @@
 """Shared fixtures: an isolated cache and runs folder, small generated datasets, the shared data."""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -11,6 +13,7 @@ from PIL import Image, ImageDraw
 
 # Before maskdet is imported: caches and runs of the tests never touch the user's folders.
 _TMP = Path(tempfile.mkdtemp(prefix="maskdet-tests-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 os.environ["MASKDET_CACHE"] = str(_TMP / "cache")
 os.environ["MASKDET_RUNS"] = str(_TMP / "runs")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
