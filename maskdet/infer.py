@@ -14,13 +14,13 @@ class ModelError(ValueError):
 
 def load_model(path: str | Path = config.DEFAULT_MODEL):
     """Load a .keras classifier with safe_mode and check it fits maskdet's input and output."""
-    import keras
-
     path = Path(path).expanduser()
     if not path.exists():
         raise ModelError(f"{path}: no such model file")
     if path.suffix != ".keras":
         raise ModelError(f"{path}: not a .keras model file")
+    import keras  # after the cheap checks: importing it takes seconds
+
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except ValueError as exc:
