@@ -144,7 +144,7 @@ def health(report: dict, table: pd.DataFrame):
                    help="look-alikes filed under both classes: mislabelled images or very similar faces")
     left, right = st.columns([3, 2])
     shortcuts = pd.DataFrame(report["shortcuts"])
-    shortcuts["verdict"] = np.where(shortcuts["separability"] >= 0.75, "a shortcut", "fine")
+    shortcuts["verdict"] = np.where(shortcuts["shortcut"], "a shortcut", "fine")
     left.altair_chart(alt.Chart(shortcuts, title="How well one property alone tells the classes apart")
                       .mark_bar().encode(
                           x=alt.X("separability:Q", scale=alt.Scale(domain=[0.5, 1], clamp=True),

@@ -27,6 +27,9 @@ NEAR_DUP_THRESHOLD = 0.85
 MAX_GROUP = 24
 NEIGHBOURS = 16  # links are sought among each image's nearest look-alikes only
 SCAN_CACHE_VERSION = 2
+# A property (size, sharpness...) that alone orders this share of cross-class image pairs is a shortcut
+# a model can learn instead of masks.
+SHORTCUT_SEPARABILITY = 0.75
 
 
 class ImageError(ValueError):
@@ -446,8 +449,9 @@ def health(table: pd.DataFrame) -> dict:
             fa, fb = a[col].to_numpy(float), b[col].to_numpy(float)
         auc = _auc(fa, fb)
         separability = max(auc, 1 - auc)
-        report["shortcuts"].append({"property": label, "separability": separability})
-        if separability >= 0.75:
+        shortcut = separability >= SHORTCUT_SEPARABILITY
+        report["shortcuts"].append({"property": label, "separability": separability, "shortcut": shortcut})
+        if shortcut:
             report["warnings"].append(
                 f"{label} alone tells {config.CLASS_NAMES[0]} from {config.CLASS_NAMES[1]} for "
                 f"{separability:.0%} of image pairs: a model can learn it instead of masks.")
