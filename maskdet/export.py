@@ -8,18 +8,11 @@ from . import infer
 
 def export(model_path: str | Path, fmt: str, out: str | Path | None = None) -> Path:
     """Write the model as `fmt` ("tflite" or "saved_model"); returns the path written."""
-    import contextlib
-    import io
-
-    import tensorflow as tf
-
     model = infer.load_model(model_path)
     model_path = Path(model_path)
     if fmt == "tflite":
         out = Path(out or model_path.with_suffix(".tflite"))
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        with contextlib.redirect_stdout(io.StringIO()):  # the converter lists every captured tensor
-            out.write_bytes(converter.convert())
+        out.write_bytes(infer.to_tflite(model))
     elif fmt == "saved_model":
         out = Path(out or model_path.with_suffix(""))
         model.export(str(out), format="tf_saved_model", verbose=False)

@@ -69,14 +69,14 @@ def test_errors_are_one_sentence_not_a_traceback(tmp_path, facemask_dir):
 
 
 def test_tflite_export_gives_the_keras_labels(trained_run, facemask_dir, tmp_path):
-    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
 
     from maskdet import data, infer
 
     model = trained_run / "model.keras"
     out = Path(cli("export", "--model", model, "--format", "tflite", "--out", tmp_path / "m.tflite",
                    check=True).stdout.strip())
-    interpreter = tf.lite.Interpreter(model_path=str(out))
+    interpreter = Interpreter(model_path=str(out))
     inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     faces = real_faces(facemask_dir, 10)
     pixels = np.stack([data.to_array(data.open_image(f)) for f in faces]).astype(np.float32)
@@ -85,9 +85,17 @@ def test_tflite_export_gives_the_keras_labels(trained_run, facemask_dir, tmp_pat
     interpreter.set_tensor(inp["index"], pixels)
     interpreter.invoke()
     p_lite = interpreter.get_tensor(outp["index"]).ravel()
-    p_keras = infer.Classifier.load(model).probs(pixels.astype(np.uint8))
+    keras_only = infer.Classifier.load(model, lite="off")
+    p_keras = keras_only.probs(pixels.astype(np.uint8))
+    assert keras_only.engine == "keras"
     np.testing.assert_allclose(p_lite, p_keras, atol=1e-4)
     assert ((p_lite >= 0.5) == (p_keras >= 0.5)).all()
+    # maskdet's own fast path (converted and cached on first use) answers as Keras does, one face or many
+    fast = infer.Classifier.load(model, lite="convert")
+    assert fast.engine == "tflite + keras" and infer.lite_cache_path(model).exists()
+    np.testing.assert_allclose(fast.probs(pixels.astype(np.uint8)), p_keras, atol=1e-4)
+    np.testing.assert_allclose([fast.probs(p)[0] for p in pixels.astype(np.uint8)], p_keras, atol=1e-4)
+    assert infer.Classifier.load(model).engine == "tflite + keras"  # the next load finds the cached conversion
     saved = Path(cli("export", "--model", model, "--format", "saved_model", "--out", tmp_path / "sm",
                      check=True).stdout.strip())
     assert (saved / "saved_model.pb").exists()
