@@ -34,18 +34,10 @@ def main():
 
 # Whether to look for faces in the photo or treat the whole photo as one face; returns the mode.
 def photo_mode() -> str:
-    if not scene_support():
-        st.caption("Each photo is classified as one face crop: crop it to the face for a reliable answer.")
-        return "crop"
     whole = st.toggle("Whole image is one face", value=False, key="whole_image",
                       help="Off: faces are found in the photo and each one is classified (group photos, street "
                            "scenes). On: the photo is already cropped to one face.")
     return "crop" if whole else "auto"
-
-
-# Whether the core can find faces in whole photos (maskdet.infer.classify_photo).
-def scene_support() -> bool:
-    return callable(getattr(infer, "classify_photo", None))
 
 
 # The photos to classify: uploads first, then a camera shot; a list of (name, bytes).
@@ -70,15 +62,10 @@ def classify(model_path: str, mtime: float, name: str, blob: bytes, mode: str) -
     classifier = common.load_classifier(model_path, mtime)
     source = io.BytesIO(blob)
     source.name = Path(name).name  # error messages name the file
-    if scene_support():
-        try:
-            result = dict(infer.classify_photo(classifier, source, mode=mode))
-        except data.ImageError as exc:
-            result = {"error": str(exc)}
-    else:
-        r = classifier.classify_crops([source])[0]
-        result = {"mode": "crop", "error": r["error"], "note": None,
-                  "faces": [] if r["error"] else [{"box": None, "p_mask": r["p_mask"], "label": r["label"]}]}
+    try:
+        result = dict(infer.classify_photo(classifier, source, mode=mode))
+    except data.ImageError as exc:
+        result = {"error": str(exc)}
     result.setdefault("faces", [])
     result.setdefault("mode", mode)
     result["picture"] = None
