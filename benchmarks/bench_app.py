@@ -6,55 +6,28 @@ in a real browser (Debian chromium + Playwright), on the shipped model. Runs it 
 import argparse
 import os
 import platform
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT))
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--no-first-run"]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from appserver import CHROMIUM, CHROMIUM_FLAGS, AppServer  # noqa: E402
 
 
 def one_cold_start(browser, image: Path) -> tuple[float, float]:
     """(seconds until the server answers /_stcore/health, seconds until the verdict is on screen)."""
-    port = free_port()
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-                             "--server.address", "127.0.0.1", "--server.port", str(port)],
-                            cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.1)
-            if time.perf_counter() - started > 120:
-                raise RuntimeError("streamlit did not start within 120 s")
-        healthy = time.perf_counter() - started
+    with AppServer() as server:
         context = browser.new_context()
         page = context.new_page()
         page.set_default_timeout(120_000)
-        page.goto(f"{url}/classify")
+        page.goto(f"{server.url}/classify")
         page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(image))
         page.locator("[data-testid=stMain] h2").filter(has_text="mask").first.wait_for()
-        answered = time.perf_counter() - started
+        answered = time.perf_counter() - server.started
         context.close()
-        return healthy, answered
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        return server.healthy_after, answered
 
 
 def main():
@@ -71,7 +44,7 @@ def main():
 
     print(f"# {platform.node()} {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, model {config.DEFAULT_MODEL}")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=FLAGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
         rows = [one_cold_start(browser, a.image) for _ in range(a.runs)]
         browser.close()
     for i, (healthy, answered) in enumerate(rows, 1):

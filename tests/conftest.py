@@ -19,6 +19,7 @@ os.environ["MASKDET_RUNS"] = str(_TMP / "runs")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT / "benchmarks"))  # appserver: the app's server for browser tests and benchmarks
 SHARED = PROJECT.parent / "shared" / "datasets"
 FACEMASK = SHARED / "facemask-12k"
 SCENES = SHARED / "face-mask-scenes"

@@ -6,34 +6,22 @@ without it the tests are skipped, except in CI (env CI set), where they fail.
 """
 import json
 import os
+import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from appserver import CHROMIUM, CHROMIUM_FLAGS, PROJECT, AppServer
 
-PROJECT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = PROJECT / "test-artifacts"
 SHOTS = ARTIFACTS / "screenshots"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--no-first-run",
+FLAGS = [*CHROMIUM_FLAGS,
          # a fake camera that needs no permission prompt: it streams a test pattern
          "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,36 +44,11 @@ def server(trained_run, facemask_dir, tmp_path_factory):
     """`streamlit run streamlit_app.py` on a free port, with the 1-epoch run's model as the active model."""
     models_dir = tmp_path_factory.mktemp("models")
     shutil.copy(trained_run / "model.keras", models_dir / "maskdet.keras")
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
-    env = {**os.environ, "MASKDET_DATA": str(facemask_dir), "MASKDET_RUNS": str(trained_run.parent),
+    env = {"MASKDET_DATA": str(facemask_dir), "MASKDET_RUNS": str(trained_run.parent),
            "MASKDET_MODELS": str(models_dir)}
-    started = time.time()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port)],
-            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise AssertionError(f"streamlit did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
-        yield SimpleNamespace(url=url, started=started, log=log_path, models_dir=models_dir)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with AppServer(env=env, log=tmp_path_factory.mktemp("server") / "streamlit.log") as app_server:
+        app_server.models_dir = models_dir
+        yield app_server
 
 
 @pytest.fixture
@@ -129,7 +92,7 @@ def test_a_fresh_server_answers_an_uploaded_photo_on_the_classify_page(page, ser
     page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(face))
     verdict = page.locator("[data-testid=stMain] h2").filter(has_text="mask").first
     verdict.wait_for()
-    answered = time.time() - server.started
+    answered = time.perf_counter() - server.started
     assert verdict.inner_text().strip() in ("with mask", "without mask")
     page.get_by_text("P(mask) =").first.wait_for()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -174,3 +137,66 @@ def test_every_page_draws_in_the_browser(page, server):
         settle(page)
         shot(page, {"Classify": "classify-start"}.get(name, name.lower()))
     assert page.locator("[data-testid=stSidebarNav] a").count() == 4
+
+
+def step_of(page) -> int:
+    """The live run's step as the Train page shows it ("step N/M")."""
+    text = page.locator("[data-testid=stMain]").inner_text()
+    return int(re.search(r"step (\d+)/\d+", text).group(1))
+
+
+def test_a_run_started_in_the_app_survives_an_app_restart_and_the_new_app_follows_it(browser, tmp_path):
+    from conftest import make_dataset
+    from maskdet import runs
+
+    data_dir = make_dataset(tmp_path / "data", per_class=40)
+    runs_dir = tmp_path / "runs"
+    env = {"MASKDET_DATA": str(data_dir), "MASKDET_RUNS": str(runs_dir), "MASKDET_MODELS": str(tmp_path / "models")}
+    first = AppServer(env=env, log=tmp_path / "first.log").start()
+    try:
+        context = browser.new_context(viewport={"width": 1400, "height": 1800})
+        page = context.new_page()
+        page.set_default_timeout(180_000)
+        page.goto(f"{first.url}/train")
+        page.wait_for_selector("h1:has-text('Train')")
+        settle(page)
+        page.get_by_label("Epochs").fill("400")  # far longer than the test: it is cancelled below
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text("Current run:").wait_for()
+        run_dir = runs.list_runs(runs_dir)[0]["path"]
+        deadline = time.time() + 240
+        while runs.status(run_dir)["state"] != "running" or not runs.status(run_dir).get("completed_epochs"):
+            assert time.time() < deadline and runs.status(run_dir)["state"] in ("queued", "running"), \
+                runs.status(run_dir)
+            time.sleep(1)
+        context.close()
+    finally:
+        first.kill()  # the app dies as a crash would end it (SIGKILL), with the run going
+
+    status = runs.status(run_dir)
+    assert status["state"] == "running", status  # the run is its own process: it goes on without the app
+    step = status["step"]
+    deadline = time.time() + 60
+    while runs.status(run_dir)["step"] == step:
+        assert time.time() < deadline, "the run stopped making progress when the app died"
+        time.sleep(1)
+
+    with AppServer(env=env, log=tmp_path / "second.log") as second:
+        context = browser.new_context(viewport={"width": 1400, "height": 1800})
+        page = context.new_page()
+        page.set_default_timeout(180_000)
+        page.goto(f"{second.url}/train")
+        page.get_by_text(f"Current run: {Path(run_dir).name}").wait_for()
+        page.get_by_text("running").first.wait_for()
+        seen = step_of(page)
+        page.wait_for_function(  # the page follows the live run: its step moves on without a reload
+            f"(() => {{ const m = document.querySelector('[data-testid=stMain]').innerText.match(/step (\\d+)\\//);"
+            f" return m && Number(m[1]) > {seen}; }})()", timeout=90_000)
+        settle(page)
+        shot(page, "train-after-restart")
+        page.get_by_role("button", name="Cancel run").click()
+        page.get_by_text("cancelled").first.wait_for(timeout=120_000)
+        settle(page)
+        context.close()
+    status = runs.status(run_dir)
+    assert status["state"] == "cancelled" and status["has_model"], status
