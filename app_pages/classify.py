@@ -9,6 +9,10 @@ from maskdet import config, data, gallery, infer
 from app_pages import common
 
 EXTENSIONS = [e.lstrip(".") for e in config.IMAGE_EXTENSIONS]
+# A photo upload's limit: phone photos are 2-12 MB, so 20 MB leaves room for TIFFs and large PNGs while
+# a stray upload cannot fill the server's memory. The server-wide ceiling (server.maxUploadSize in
+# .streamlit/config.toml, also 20 MB) covers the camera; the smaller of the two applies here.
+PHOTO_MAX_MB = 20
 
 
 # Read top-down: the model, how to read photos, the photos, one result per photo.
@@ -42,10 +46,10 @@ def photo_mode() -> str:
 
 # The photos to classify: uploads first, then a camera shot; a list of (name, bytes).
 def inputs() -> list[tuple[str, bytes]]:
-    limit = st.get_option("server.maxUploadSize")
+    limit = min(PHOTO_MAX_MB, st.get_option("server.maxUploadSize"))
     files = st.file_uploader("Photos", type=EXTENSIONS, accept_multiple_files=True, key="photos",
-                             help=f"{', '.join(EXTENSIONS)}; up to {limit} MB a file "
-                                  "(server.maxUploadSize in .streamlit/config.toml)")
+                             max_upload_size=limit,
+                             help=f"{', '.join(EXTENSIONS)}; up to {limit} MB a file")
     st.caption(f"JPEG, PNG, BMP, GIF, WebP or TIFF, up to {limit} MB each; photos stay on this server only "
                "for as long as this page shows them.")
     photos = [(f.name, f.getvalue()) for f in files or []]

@@ -608,6 +608,30 @@ def kaggle_credentials(username: str | None = None, key: str | None = None) -> t
                        "KAGGLE_KEY, or put kaggle.json in ~/.kaggle (Kaggle > Settings > Create New Token).")
 
 
+def _check_kaggle(username: str, key: str, dataset: str, timeout: float = 15) -> None:
+    """Ask Kaggle's API about the dataset with these credentials first, so that a failure says why:
+    no network, credentials refused, no access, no such dataset (opendatasets only says "Abort")."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    url = f"https://www.kaggle.com/api/v1/datasets/view/{dataset}"
+    auth = base64.b64encode(f"{username}:{key}".encode()).decode()
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {auth}", "User-Agent": "maskdet"})
+    try:
+        urllib.request.urlopen(request, timeout=timeout).close()
+    except urllib.error.HTTPError as exc:
+        reason = {401: "Kaggle refused the credentials (401): check the username and the API key "
+                       "(kaggle.json, from kaggle.com > Settings > API)",
+                  403: "Kaggle refused access to the dataset (403): sign in on kaggle.com and accept its terms",
+                  404: f"Kaggle has no dataset {dataset!r} (404)"}.get(exc.code, f"Kaggle answered HTTP {exc.code}")
+        raise DatasetError(f"Kaggle download failed: {reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        why = getattr(exc, "reason", exc)
+        raise DatasetError(f"Kaggle download failed: could not reach www.kaggle.com ({why}); check the network "
+                           "connection or proxy, or download the dataset by hand and give its folder") from None
+
+
 def download(dest: str | Path, username: str | None = None, key: str | None = None,
              dataset: str = config.KAGGLE_DATASET) -> Path:
     """Download the Kaggle dataset into dest through opendatasets; returns the dataset folder.
@@ -627,6 +651,7 @@ def download(dest: str | Path, username: str | None = None, key: str | None = No
     if target.exists() and any(target.iterdir()):
         find_class_folders(target)  # an existing download must be a dataset, else say so
         return target
+    _check_kaggle(username, key, dataset)
     dest.mkdir(parents=True, exist_ok=True)
     partial = dest / f".{slug}.partial"
     shutil.rmtree(partial, ignore_errors=True)

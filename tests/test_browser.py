@@ -200,3 +200,22 @@ def test_a_run_started_in_the_app_survives_an_app_restart_and_the_new_app_follow
         context.close()
     status = runs.status(run_dir)
     assert status["state"] == "cancelled" and status["has_model"], status
+
+
+def test_an_oversized_upload_is_refused_next_to_the_uploader_and_the_next_photo_still_works(page, server,
+                                                                                         facemask_dir, tmp_path):
+    big = tmp_path / "huge-photo.jpg"
+    big.write_bytes(os.urandom(25 * 1024 * 1024))  # over the 20 MB limit
+    page.goto(f"{server.url}/classify")
+    page.wait_for_selector("h1:has-text('Classify')")
+    settle(page)
+    uploader = page.locator("[data-testid=stFileUploaderDropzoneInput]")
+    uploader.set_input_files(str(big))
+    refusal = page.locator("[data-testid=stFileUploader]").get_by_text("File must be 20.0MB or smaller")
+    refusal.wait_for()
+    settle(page)
+    shot(page, "classify-too-large")
+    face = sorted((facemask_dir / "without_mask").glob("*.jpg"))[0]
+    uploader.set_input_files(str(face))
+    page.locator("[data-testid=stMain] h2").filter(has_text="mask").first.wait_for()
+    assert refusal.is_visible()  # the refusal stays next to its file
