@@ -170,7 +170,8 @@ def warm_up(path: str, mtime: float) -> threading.Thread:
         except Exception:  # a bad model file: the pages say so when they load it themselves
             pass
 
-    thread = threading.Thread(target=work, name="maskdet-warm-up", daemon=True)
+    # not a daemon: TensorFlow aborts the process when it is torn down mid-conversion at exit
+    thread = threading.Thread(target=work, name="maskdet-warm-up")
     thread.start()
     return thread
 

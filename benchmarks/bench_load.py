@@ -39,7 +39,7 @@ def photo_pool(folder: Path, n: int) -> list[Path]:
     """n photos: real scene photos and face crops when the shared data is there, else drawn faces."""
     from PIL import Image, ImageDraw
 
-    scenes = sorted((SHARED / "face-mask-scenes" / "images").glob("*.png"))[:n // 2]
+    scenes = sorted((SHARED / "face-mask-scenes" / "images").glob("*.jpg"))[:n // 2]
     crops = sorted((SHARED / "facemask-12k" / "with_mask").glob("*.jpg"))[:n // 4]
     crops += sorted((SHARED / "facemask-12k" / "without_mask").glob("*.jpg"))[:n // 4]
     pool = [p for pair in zip(scenes, crops) for p in pair]  # scene photos and face crops in turn

@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from maskdet import config, infer, runs
+from maskdet import config, runs
 
 APP = "../streamlit_app.py"  # AppTest resolves it against this file
 TIMEOUT = 120  # pages import TensorFlow and scan 11,616 images: far beyond AppTest's default 3 s
@@ -190,18 +190,35 @@ def test_classify_labels_an_uploaded_face_and_explains_a_bad_file(trained_run, f
     assert "with mask**]" in said or "without mask**]" in said  # the coloured label
     assert "P(mask) = **" in said
     assert [e.value for e in at.error] == ["notes.jpg: not an image file (or a format Pillow cannot read)"]
-    if callable(getattr(infer, "classify_photo", None)):  # scene photos: faces found, boxed and counted
-        scene = sorted((scenes_dir / "images").glob("*.jpg"))[0]
-        at.file_uploader(key="photos").set_value([(scene.name, scene.read_bytes(), "image/jpeg")]).run()
-        no_exceptions(at)
-        assert re.search(r"### \d+ faces?: \d+ with mask, \d+ without", texts(at)), texts(at)
-        assert at.toggle(key="whole_image").value is False
-        at.toggle(key="whole_image").set_value(True).run()  # the whole photo taken for one face
-        assert texts(at).count("P(mask) = **") == 1
+    scene = sorted((scenes_dir / "images").glob("*.jpg"))[0]  # faces found, boxed and counted
+    at.file_uploader(key="photos").set_value([(scene.name, scene.read_bytes(), "image/jpeg")]).run()
+    no_exceptions(at)
+    assert re.search(r"### \d+ faces?: \d+ with mask, \d+ without", texts(at)), texts(at)
+    assert at.toggle(key="whole_image").value is False
+    at.toggle(key="whole_image").set_value(True).run()  # the whole photo taken for one face
+    assert texts(at).count("P(mask) = **") == 1
     at.toggle(key="use_camera").set_value(True).run()
     at.camera_input(key="camera").set_value(("camera.jpg", face.read_bytes(), "image/jpeg")).run()
     no_exceptions(at)
     assert texts(at).count("P(mask) = **") >= 2
+
+
+@pytest.mark.slow
+def test_a_broken_model_is_explained_and_the_app_goes_on_with_another(trained_run, facemask_dir, no_models):
+    import shutil
+
+    shutil.copy(trained_run / "model.keras", no_models / "maskdet.keras")
+    (no_models / "damaged.keras").write_bytes(b"PK\x03\x04 half a zip file")
+    at = app("classify", facemask_dir, trained_run.parent, no_models / "damaged.keras").run()
+    no_exceptions(at)
+    assert any("damaged.keras: not a loadable Keras model" in e.value for e in at.error), texts(at)
+    at.selectbox(key="model_path").set_value(str(no_models / "maskdet.keras")).run()
+    no_exceptions(at)
+    assert not at.error
+    face = sorted((facemask_dir / "without_mask").glob("*.jpg"))[0]
+    at.file_uploader(key="photos").set_value([(face.name, face.read_bytes(), "image/jpeg")]).run()
+    no_exceptions(at)
+    assert "P(mask) = **" in texts(at)
 
 
 @pytest.mark.slow
