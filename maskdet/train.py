@@ -121,6 +121,14 @@ def save_model(model, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def save_serving_model(model, path: Path) -> None:
+    """Save the finished model to serve, not to resume: architecture and weights without the optimizer's
+    state, which is two thirds of the file (alpha 0.5: 3.6 MB instead of 10.3 MB). The checkpoint keeps it."""
+    serving = model.__class__.from_config(model.get_config())  # a fresh, uncompiled copy
+    serving.set_weights(model.get_weights())
+    save_model(serving, path)
+
+
 def run(run_dir: Path, lock_fd: int | None = None, echo=None) -> dict:
     """Execute the run described by run_dir/params.json; returns its final status.
 
@@ -216,7 +224,7 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
     with strategy.scope():
         model.fit(train_ds, validation_data=val_ds, epochs=params["epochs"], initial_epoch=initial_epoch,
                   callbacks=[recorder], verbose=0)
-    save_model(model, run_dir / "model.keras")
+    save_serving_model(model, run_dir / "model.keras")
     status["phase"] = "evaluating"
     runs.write_json(run_dir / "status.json", status)
     probs = infer.Classifier(model).probs(x_val)

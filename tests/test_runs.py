@@ -5,10 +5,11 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import cli, make_dataset
-from maskdet import infer, runs
+from maskdet import config, infer, runs
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,12 @@ def test_a_run_records_params_status_metrics_and_models(dataset, tmp_path):
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(epoch_lines(run_dir)[0])
     params = json.loads((run_dir / "params.json").read_text())
     assert params["epochs"] == 2 and params["batch_size"] == 16
-    infer.load_model(run_dir / "model.keras")  # a model the app can load
+    served = infer.load_model(run_dir / "model.keras")  # a model the app can load
+    # the served model is the checkpoint's network without its optimizer state: far smaller, same answers
+    assert (run_dir / "model.keras").stat().st_size < 0.6 * (run_dir / "checkpoint.keras").stat().st_size
+    x = np.random.default_rng(0).integers(0, 256, (4, *config.INPUT_SHAPE)).astype(np.float32)
+    checkpoint = infer.load_model(run_dir / "checkpoint.keras")
+    np.testing.assert_allclose(served(x, training=False), checkpoint(x, training=False), atol=1e-6)
 
 
 def test_cancel_stops_within_a_batch_or_so_and_keeps_what_it_learned(dataset, tmp_path):
