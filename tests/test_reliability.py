@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import PROJECT, cli, make_dataset, synthetic_face
-from maskdet import config, data, model as model_lib, runs
+from maskdet import config, data, model as model_lib, models, runs
 
 
 def huge_png(width=20000, height=20000) -> bytes:
@@ -148,6 +148,36 @@ def test_status_writes_are_atomic_under_sigkill(tmp_path):
         value = json.loads(target.read_text())  # never torn
         seen.add(value["n"])
     assert len(seen) > 1  # the writer did write, many times
+
+
+def test_promotion_and_rollback_killed_at_any_moment_leave_whole_files(tmp_path):
+    """A process promoting and rolling back in a loop, killed at random moments: the active model is always
+    one of the two models byte for byte (never a mix or a cut), and its card is whole JSON."""
+    from test_models import fake_run
+
+    big_a, big_b = b"A" * 3_000_000, b"B" * 3_000_000  # large enough that a copy takes a while
+    run_a = fake_run(tmp_path / "runs", "20260101-000000-aaaa", big_a)
+    run_b = fake_run(tmp_path / "runs", "20260101-000000-bbbb", big_b)
+    dest, card = tmp_path / "models" / "maskdet.keras", tmp_path / "models" / "maskdet.card.json"
+    worker = ("import sys; sys.path.insert(0, sys.argv[1]); from maskdet import models; from pathlib import Path\n"
+              "a, b, dest, card = map(Path, sys.argv[2:])\n"
+              "while True:\n"
+              "    for run in (a, b):\n"
+              "        try:\n            models.promote(run, dest, card)\n"
+              "        except models.PromotionError:\n            models.rollback(dest, card)\n")
+    models.promote(run_a, dest, card)  # an active model from the start, whenever the first kill comes
+    rng = np.random.default_rng(2)
+    seen = set()
+    for _ in range(15):
+        proc = subprocess.Popen([sys.executable, "-c", worker, str(PROJECT), str(run_a), str(run_b), str(dest), str(card)])
+        time.sleep(0.4 + rng.random() * 0.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        body = dest.read_bytes()
+        assert body in (big_a, big_b)  # never torn
+        assert json.loads(card.read_text())["source_run"] in (run_a.name, run_b.name)
+        seen.add(body[:1])
+    assert seen == {b"A", b"B"}  # both models were active at some kill: the worker did its work
 
 
 @pytest.mark.slow
