@@ -162,9 +162,10 @@ def test_promotion_and_rollback_killed_at_any_moment_leave_whole_files(tmp_path)
     worker = ("import sys; sys.path.insert(0, sys.argv[1]); from maskdet import models; from pathlib import Path\n"
               "a, b, dest, card = map(Path, sys.argv[2:])\n"
               "while True:\n"
-              "    for run in (a, b):\n"
+              "    for run in (b, a):\n"
               "        try:\n            models.promote(run, dest, card)\n"
-              "        except models.PromotionError:\n            models.rollback(dest, card)\n")
+              "        except models.PromotionError:  # already active: roll back instead\n"
+              "            models.rollback(dest, card)\n")
     models.promote(run_a, dest, card)  # an active model from the start, whenever the first kill comes
     rng = np.random.default_rng(2)
     seen = set()
