@@ -271,8 +271,15 @@ def cmd_promote(a):
     dest = models.promote(runs.find(a.run_id, a.runs_dir))
     card = models.read_card(dest)
     card["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    clf = infer.Classifier.load(dest)
+    card["scoring"] = ("mean P(mask) of each face and its mirror image" if clf.mirror else "P(mask) of each face")
+    params = card.get("parameters") or {}
+    if params.get("data") and Path(params["data"]).is_dir() and not params.get("limit"):
+        # the card's validation figures as `evaluate --split val` gives them, with the scoring that serves
+        print(f"measuring the validation split of {params['data']} ...", file=sys.stderr)
+        card["metrics"] = evaluate.evaluate(clf, params["data"], "val", params.get("val_fraction") or
+                                            config.DEFAULT_VAL_FRACTION)[1]
     if a.scenes:
-        clf = infer.Classifier.load(dest)
         print(f"measuring on {a.scenes} ...", file=sys.stderr)
         t = time.time()
         card["cross_source"] = {"data": str(a.scenes), **evaluate.cross_source(clf, a.scenes)}

@@ -85,11 +85,12 @@ def test_tflite_export_gives_the_keras_labels(trained_run, facemask_dir, tmp_pat
     interpreter.set_tensor(inp["index"], pixels)
     interpreter.invoke()
     p_lite = interpreter.get_tensor(outp["index"]).ravel()
+    p_raw = infer.Classifier.load(model, lite="off", mirror=False).probs(pixels.astype(np.uint8))
+    np.testing.assert_allclose(p_lite, p_raw, atol=1e-4)
+    assert ((p_lite >= 0.5) == (p_raw >= 0.5)).all()
     keras_only = infer.Classifier.load(model, lite="off")
     p_keras = keras_only.probs(pixels.astype(np.uint8))
     assert keras_only.engine == "keras"
-    np.testing.assert_allclose(p_lite, p_keras, atol=1e-4)
-    assert ((p_lite >= 0.5) == (p_keras >= 0.5)).all()
     # maskdet's own fast path (converted and cached on first use) answers as Keras does, one face or many
     fast = infer.Classifier.load(model, lite="convert")
     assert fast.engine == "tflite + keras" and infer.lite_cache_path(model).exists()
@@ -99,3 +100,20 @@ def test_tflite_export_gives_the_keras_labels(trained_run, facemask_dir, tmp_pat
     saved = Path(cli("export", "--model", model, "--format", "saved_model", "--out", tmp_path / "sm",
                      check=True).stdout.strip())
     assert (saved / "saved_model.pb").exists()
+
+
+def test_promote_writes_a_card_whose_validation_figures_evaluate_reproduces(tmp_path):
+    from conftest import make_dataset
+
+    dataset = make_dataset(tmp_path / "faces", per_class=30)
+    env = {"MASKDET_MODELS": str(tmp_path / "models"), "MASKDET_RUNS": str(tmp_path / "runs")}
+    run_dir = Path(cli("train", "--data", dataset, "--epochs", 1, "--batch-size", 16, "--alpha", 0.25, env=env,
+                       check=True).stdout.strip().splitlines()[0])
+    proc = cli("promote", run_dir.name, env=env, check=True)
+    active = Path(proc.stdout.strip())
+    assert active == tmp_path / "models" / "maskdet.keras"
+    card = json.loads((tmp_path / "models" / "maskdet.card.json").read_text())
+    assert card["source_run"] == run_dir.name and card["scoring"].startswith("mean P(mask)")
+    again = json.loads(cli("evaluate", "--data", dataset, "--split", "val", "--json", env=env, check=True).stdout)
+    assert again["confusion_matrix"] == card["metrics"]["confusion_matrix"]
+    assert again["accuracy"] == pytest.approx(card["metrics"]["accuracy"])
