@@ -74,6 +74,24 @@ def to_tflite(model) -> bytes:
         return converter.convert()
 
 
+def convert_file(path: str | Path, timeout: float = 600) -> bytes:
+    """The TFLite conversion of a .keras file, made by `python -m maskdet export` in a process of its own:
+    the converter re-traces and exports the model it is given and prints pages, which must not happen
+    beside a server's threads that are using that model (a classification hung behind it once)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="maskdet-lite-") as tmp:
+        out = Path(tmp) / "model.tflite"
+        proc = subprocess.run([sys.executable, "-m", "maskdet", "export", "--model", str(path), "--format", "tflite",
+                               "--out", str(out)], capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, cwd=str(config.PROJECT_DIR))
+        if proc.returncode != 0 or not out.exists():
+            raise ModelError(f"{path}: TFLite conversion failed: {proc.stderr.strip()[-300:]}")
+        return out.read_bytes()
+
+
 class Classifier:
     """A loaded model behind two engines: the TFLite interpreter for small batches (one face ~0.4 ms
     here) once a conversion is available, and one compiled Keras function for the rest (~7 ms a face,
@@ -115,7 +133,7 @@ class Classifier:
             if cached.exists():
                 self.use_lite(cached.read_bytes())
             elif convert:
-                blob = to_tflite(self.model)
+                blob = convert_file(path)
                 self.use_lite(blob)  # checked against Keras before it is cached
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
