@@ -1,5 +1,6 @@
 """Scene photos, side by side in one run: how many annotated faces each face finder finds and how fast
-(maskdet's MTCNN with its mirrored pass, the same with one pass, mtcnn as it ships, OpenCV's Haar
+(maskdet's MTCNN with its mirrored pass, the same with its networks run by TensorFlow instead of
+LiteRT, the same with one pass, mtcnn as it ships, OpenCV's Haar
 cascade when cv2 is importable), then ms per 640x480 photo for find + classify, and faces/s on
 crowded photos (all crops of a photo classified as one batch, against one crop at a time).
 
@@ -35,8 +36,18 @@ def finders() -> dict:
         return lambda img: [tuple(f["box"][:2]) + (f["box"][0] + f["box"][2], f["box"][1] + f["box"][3])
                             for f in shipped.detect_faces(np.asarray(img), **thresholds)]
 
+    tf_engine = faces._build_detector(lite=False)
+
+    def with_tensorflow(img):  # the same finder with MTCNN's networks run by TensorFlow (before LiteRT)
+        served, faces._detector = faces.detector(), tf_engine
+        try:
+            return [f.box for f in faces.find_faces(img)]
+        finally:
+            faces._detector = served
+
     found = {
         "maskdet (MTCNN, mirrored pass)": lambda img: [f.box for f in faces.find_faces(img)],
+        "maskdet, TensorFlow engine": with_tensorflow,
         "maskdet, one pass": lambda img: [f.box for f in faces.find_faces(img, mirrored=False)],
         "mtcnn as shipped, onet 0.7": mtcnn_as_shipped(threshold_onet=0.7),
         "mtcnn as shipped, defaults": mtcnn_as_shipped(),

@@ -7,11 +7,15 @@ benchmarks/bench_scenes.py).
 """
 from __future__ import annotations
 
+import os
+import queue
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from . import config
 
 # Photos larger than this (longer side, pixels) are shrunk for finding and the boxes mapped back:
 # finding time grows with the pixel count, and a face that is still under ~20 px at this size is
@@ -54,18 +58,101 @@ def detector():
     return _detector
 
 
-def _build_detector():
+def _build_detector(lite: bool = True):
     import tensorflow as tf
     from mtcnn import MTCNN
     from mtcnn.stages import StageONet, StageRNet
 
     mtcnn = MTCNN(stages=[_proposal_stage(), StageRNet, StageONet], device="CPU:0")
     # MTCNN calls its Keras models eagerly, a dozen times a photo (one per pyramid scale, then the
-    # two refining stages); one traced function per stage halves the time a photo takes.
-    for stage in mtcnn.stages:
-        stage._model = tf.function(lambda x, model=stage.model: model(x, training=False),
-                                   input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    # two refining stages); one traced function per stage halves the time a photo takes, and the
+    # same networks through LiteRT (XNNPACK) take a third of that again.
+    for stage, side in zip(mtcnn.stages, (None, 24, 48)):
+        traced = tf.function(lambda x, model=stage.model: model(x, training=False),
+                             input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)])
+        stage._model = (lite and _lite_stage(type(stage).__name__, traced, side)) or traced
     return mtcnn
+
+
+def _lite_stage(name: str, traced, side: int | None):
+    """One MTCNN network served by LiteRT, converted from its wheel's weights once per machine (cached;
+    a damaged cache file is converted again), checked to answer as TensorFlow does (atol 1e-4) each
+    time it is loaded; None (TensorFlow serves) if that fails. Measured here on a 640x480 photo and its
+    mirror image: the proposal network over the whole scale pyramid 37 ms instead of 71 ms; 300
+    proposals through RNet 7 ms instead of 22 ms."""
+    import importlib.metadata
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        cached = config.CACHE_DIR / f"mtcnn-{importlib.metadata.version('mtcnn')}-{name}.tflite"
+        probe = np.random.default_rng(0).uniform(-1, 1, (3, side or 40, side or 52, 3)).astype(np.float32)
+        expected = [np.asarray(t) for t in traced(probe)]
+
+        def checked(blob: bytes):
+            try:
+                served = _LiteModel(blob, traced, Interpreter)
+                answers = served(probe)
+            except Exception:
+                return None
+            same = len(answers) == len(expected) and all(
+                np.allclose(np.asarray(a), e, atol=1e-4) for a, e in zip(answers, expected))
+            return served if same else None
+
+        if cached.exists() and (served := checked(cached.read_bytes())):
+            return served
+        if not (served := checked(_convert(traced))):
+            return None
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(served.blob)
+        os.replace(tmp, cached)
+        return served
+    except Exception:  # no LiteRT, a converter that fails, an unwritable cache: TensorFlow serves
+        return None
+
+
+def _convert(traced) -> bytes:
+    """A traced network with its weights frozen in, as a TFLite flatbuffer."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(traced.get_concrete_function())
+    return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+
+
+class _LiteModel:
+    """A TFLite network called like the Keras model it came from (a list of its outputs). Interpreters
+    are not thread-safe: each call takes one from a pool, so sessions finding faces at once do not wait."""
+
+    def __init__(self, blob: bytes, traced, interpreter):
+        self.blob, self._traced, self._interpreter = blob, traced, interpreter
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()
+        import tensorflow as tf
+
+        self._tensor = tf.constant  # copies the interpreter's buffer, which its next call overwrites
+
+    def __call__(self, x):
+        x = np.asarray(x, dtype=np.float32)
+        if not len(x):  # no proposals: TensorFlow's answer (and its error) as before
+            return self._traced(x)
+        try:
+            interp = self._pool.get_nowait()
+        except queue.Empty:
+            interp = self._interpreter(model_content=self.blob, num_threads=os.cpu_count() or 1)
+        try:
+            inp = interp.get_input_details()[0]
+            if tuple(inp["shape"]) != x.shape:
+                interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
+                interp.allocate_tensors()
+            interp.set_tensor(inp["index"], x)
+            interp.invoke()
+            # the converter names the outputs Identity, Identity_1, ... in the model's order
+            outs = sorted(interp.get_output_details(),
+                          key=lambda d: int(d["name"].rpartition("_")[2]) if "_" in d["name"] else 0)
+            return [self._tensor(interp.get_tensor(d["index"])) for d in outs]  # MTCNN's code wants tensors
+        finally:
+            self._pool.put(interp)
 
 
 def _proposal_stage():
