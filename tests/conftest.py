@@ -93,3 +93,11 @@ def trained_run(facemask_dir, tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("runs")
     proc = cli("train", "--data", facemask_dir, "--epochs", 1, "--limit", 600, "--runs-dir", runs_dir, check=True)
     return Path(proc.stdout.strip().splitlines()[0])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures can tell a failed test at teardown."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)

@@ -52,11 +52,21 @@ def server(trained_run, facemask_dir, tmp_path_factory):
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1800}, permissions=["camera"])
     p = context.new_page()
     p.set_default_timeout(180_000)  # a cold page scans 11,616 images or imports TensorFlow
     yield p
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:  # what the page and the server showed, for the failure report
+        failures = ARTIFACTS / "failures"
+        failures.mkdir(parents=True, exist_ok=True)
+        p.screenshot(path=str(failures / f"{request.node.name}.png"), full_page=True)
+        if "server" in request.fixturenames:
+            log = request.getfixturevalue("server").log_text()
+            (failures / f"{request.node.name}.log").write_text(log)
+            print(f"server log, last lines:\n{log[-4000:]}")
+        print(f"page text:\n{main_text(p)[-3000:]}")
     context.close()
 
 
@@ -105,6 +115,9 @@ def test_a_fresh_server_answers_an_uploaded_photo_on_the_classify_page(page, ser
     page.get_by_text("Whole image is one face").click()
     settle(page)
     page.get_by_text("Use the camera").click()
+    # a click before the camera streams takes no picture: wait for the video to show frames
+    page.wait_for_function("Array.from(document.querySelectorAll('video')).some(v => v.readyState >= 2 && v.videoWidth > 0)")
+    settle(page)
     page.get_by_role("button", name="Take Photo").click()
     page.locator("[data-testid=stMain] h2").filter(has_text="mask").nth(1).wait_for()
     assert "camera photo" in main_text(page)
