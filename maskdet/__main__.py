@@ -38,8 +38,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=config.DEFAULT_VAL_FRACTION)
     p.add_argument("--limit", type=int, help="train on a class-balanced sample of about N images")
     p.add_argument("--no-augment", dest="augment", action="store_false")
-    p.add_argument("--lower-face", action="store_true",
-                   help="also darken the lower face of half the images (black masks, beards)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs-dir", type=Path, default=config.RUNS_DIR)
     p.add_argument("--resume", metavar="RUN_ID", help="continue a cancelled or killed run from its checkpoint")
@@ -135,8 +133,7 @@ def cmd_train(a):
         status = train.run(a.run_dir, lock_fd=a.lock_fd)
         return 0 if status["state"] != "failed" else 1
     params = {"epochs": a.epochs, "batch_size": a.batch_size, "alpha": a.alpha, "learning_rate": a.learning_rate,
-              "val_fraction": a.val_fraction, "limit": a.limit, "augment": a.augment, "seed": a.seed,
-              "lower_face": a.lower_face}
+              "val_fraction": a.val_fraction, "limit": a.limit, "augment": a.augment, "seed": a.seed}
     if not Path(a.data).expanduser().is_dir():
         raise FileNotFoundError(f"{a.data}: the dataset folder does not exist")
     if a.background:

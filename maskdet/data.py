@@ -562,36 +562,15 @@ def _quality_augment(images):
     return tf.concat([jpegged, images[k:]], axis=0)
 
 
-def _lower_face_augment(images):
-    """Darken the lower part of half the faces (below a random line at 45-65% of the height, a soft
-    edge, a slight tint): masked faces then show black masks, bare faces beards and shadows. On faces
-    from other photos the shipped model took beards for masks and black masks for bare faces: the
-    darkness of the lower face was a cue, and this takes it away."""
+def augment_batch(images):
+    """The training augmentation: geometry, colour, then image quality; float 0-255 in and out."""
     import tensorflow as tf
 
-    h = config.IMAGE_SIZE[0]
-    n = tf.shape(images)[0]
-    line = tf.random.uniform([n, 1, 1, 1], 0.45, 0.65) * h
-    rows = tf.reshape(tf.range(h, dtype=tf.float32), [1, h, 1, 1])
-    below = tf.clip_by_value((rows - line) / 8.0 + 0.5, 0.0, 1.0)  # 0 above the line, 1 below
-    factor = tf.random.uniform([n, 1, 1, 1], 0.2, 0.9) * tf.random.uniform([n, 1, 1, 3], 0.85, 1.15)
-    chosen = tf.cast(tf.random.uniform([n, 1, 1, 1]) < 0.5, tf.float32)
-    return images * (1.0 - chosen * below * (1.0 - factor))
-
-
-def augment_batch(images, lower_face: bool = False):
-    """The training augmentation: geometry, colour, (the lower face's darkness,) then image quality;
-    float 0-255 in and out."""
-    import tensorflow as tf
-
-    images = _colour_augment(_geometric_augment(images))
-    if lower_face:
-        images = _lower_face_augment(images)
-    return tf.clip_by_value(_quality_augment(images), 0.0, 255.0)
+    return tf.clip_by_value(_quality_augment(_colour_augment(_geometric_augment(images))), 0.0, 255.0)
 
 
 def make_dataset(pixels: np.ndarray, labels: np.ndarray, batch_size: int, training: bool,
-                 augment: bool = True, seed: int = 0, lower_face: bool = False):
+                 augment: bool = True, seed: int = 0):
     """In-memory uint8 pixels -> a batched tf.data pipeline (shuffle, augment, prefetch)."""
     import tensorflow as tf
 
@@ -601,7 +580,7 @@ def make_dataset(pixels: np.ndarray, labels: np.ndarray, batch_size: int, traini
     ds = ds.batch(batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
     if training and augment:
-        ds = ds.map(lambda x, y: (augment_batch(x, lower_face), y), num_parallel_calls=2)
+        ds = ds.map(lambda x, y: (augment_batch(x), y), num_parallel_calls=2)
     ds = ds.prefetch(2)
     options = tf.data.Options()
     options.autotune.enabled = False  # autotune stalls every epoch on this 2-core CPU (MEASURED.md)

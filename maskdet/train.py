@@ -205,8 +205,7 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
     batch = params["batch_size"]
     steps_per_epoch = -(-len(train_t) // batch)
     train_ds = data.make_dataset(x_train, y_train, batch, training=True,
-                                 augment=params.get("augment", True), seed=params.get("seed", 0),
-                                 lower_face=params.get("lower_face", False))
+                                 augment=params.get("augment", True), seed=params.get("seed", 0))
     val_ds = data.make_dataset(x_val, y_val, batch, training=False)
 
     checkpoint = run_dir / "checkpoint.keras"

@@ -140,20 +140,6 @@ def test_augmentation_keeps_shape_and_range_and_changes_images():
     assert np.abs(y - x.numpy()).mean() > 5
     for n in (1, 3):  # the last batch of an epoch can be tiny
         assert data.augment_batch(x[:n]).shape == (n, 100, 100, 3)
-        assert data.augment_batch(x[:n], lower_face=True).shape == (n, 100, 100, 3)
-
-
-def test_lower_face_augmentation_darkens_only_below_the_nose_of_about_half_the_faces():
-    import tensorflow as tf
-
-    x = tf.constant(np.full((400, 100, 100, 3), 200.0), tf.float32)
-    y = data._lower_face_augment(x).numpy()
-    assert np.array_equal(y[:, :40], x.numpy()[:, :40])  # the eyes and above: untouched
-    bottom = y[:, 70:].mean(axis=(1, 2, 3))
-    darkened = bottom < 199
-    assert 0.35 < darkened.mean() < 0.65
-    assert (bottom[darkened] > 200 * 0.2 * 0.85 - 1).all() and (bottom[darkened] < 200 * 0.9 * 1.15 + 1).all()
-    assert np.array_equal(y[~darkened], x.numpy()[~darkened])
 
 
 # ---------------------------------------------------------------- the shared 12k data set
