@@ -1,7 +1,7 @@
 """Scene photos, side by side in one run: how many annotated faces each face finder finds and how fast
-(maskdet's MTCNN with its mirrored pass, the same with its networks run by TensorFlow instead of
-LiteRT, the same with one pass, mtcnn as it ships, OpenCV's Haar
-cascade when cv2 is importable), then ms per 640x480 photo for find + classify, and faces/s on
+(maskdet's finder: MTCNN on the photo and its mirror image plus BlazeFace; the same with MTCNN run by
+TensorFlow instead of LiteRT; MTCNN alone, two passes and one; BlazeFace alone; mtcnn as it ships;
+OpenCV's Haar cascade when cv2 is importable), then ms per 640x480 photo for find + classify, and faces/s on
 crowded photos (all crops of a photo classified as one batch, against one crop at a time).
 
     python benchmarks/bench_scenes.py [--model models/maskdet.keras] [--data DIR] [--limit N] [--photos N]
@@ -45,13 +45,17 @@ def finders() -> dict:
         finally:
             faces._detector = served
 
+    blaze = faces.blaze_detector()
     found = {
-        "maskdet (MTCNN, mirrored pass)": lambda img: [f.box for f in faces.find_faces(img)],
-        "maskdet, TensorFlow engine": with_tensorflow,
-        "maskdet, one pass": lambda img: [f.box for f in faces.find_faces(img, mirrored=False)],
+        "maskdet: MTCNN x2 + BlazeFace": lambda img: [f.box for f in faces.find_faces(img)],
+        "the same, MTCNN run by TensorFlow": with_tensorflow,
+        "MTCNN x2 alone (photo + mirror)": lambda img: [f.box for f in faces.find_faces(img, blaze=False)],
+        "MTCNN one pass alone": lambda img: [f.box for f in faces.find_faces(img, mirrored=False, blaze=False)],
         "mtcnn as shipped, onet 0.7": mtcnn_as_shipped(threshold_onet=0.7),
         "mtcnn as shipped, defaults": mtcnn_as_shipped(),
     }
+    if blaze is not None:
+        found["BlazeFace alone (score > 0.5)"] = lambda img: [tuple(b) for b, _ in blaze(img)]
     try:
         import cv2
     except ImportError:
@@ -82,7 +86,7 @@ def median_ms(fn, items, warmup=2):
 def compare_finders(found_by, photos, min_side):
     print(f"\nFinding faces on {len(photos)} photos of face-mask-scenes (their own size, mostly 400 px wide); "
           f"annotated faces >= {min_side} px, found = a box with IoU >= {scenes.MIN_IOU}")
-    print(f"{'finder':34s} {'found':>6s} {'masked':>7s} {'unmasked':>9s} {'incorrect':>10s} {'false/photo':>12s} "
+    print(f"{'finder':36s} {'found':>6s} {'masked':>7s} {'unmasked':>9s} {'incorrect':>10s} {'false/photo':>12s} "
           f"{'ms/photo':>9s}")
     for name, find in found_by.items():
         find(photos[0][1])
@@ -100,7 +104,7 @@ def compare_finders(found_by, photos, min_side):
                     hits[truth.label][1] += i in matched
         both = [sum(hits[c][k] for c in config.CLASS_NAMES) for k in (0, 1)]
         share = {c: h[1] / h[0] if h[0] else float("nan") for c, h in hits.items()}
-        print(f"{name:34s} {both[1] / both[0]:6.1%} {share['with_mask']:7.1%} {share['without_mask']:9.1%} "
+        print(f"{name:36s} {both[1] / both[0]:6.1%} {share['with_mask']:7.1%} {share['without_mask']:9.1%} "
               f"{share[scenes.INCORRECT]:10.1%} {false / len(photos):12.2f} {1000 * np.median(times):9.1f}")
 
 

