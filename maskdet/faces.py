@@ -111,12 +111,15 @@ def _lite_stage(name: str, traced, side: int | None):
             return served
         if not (served := checked(_convert(traced))):
             return None
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(served.blob)
-        os.replace(tmp, cached)
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(served.blob)
+            os.replace(tmp, cached)
+        except OSError:  # a cache that cannot be written (read-only install, full disk): converted again next time
+            pass
         return served
-    except Exception:  # no LiteRT, a converter that fails, an unwritable cache: TensorFlow serves
+    except Exception:  # no LiteRT, a converter that fails: TensorFlow serves
         return None
 
 

@@ -270,3 +270,13 @@ def test_blazeface_adds_faces_mtcnn_misses_and_loses_none(first_scenes):
     image = data.open_image(first_masked.image)
     masked = [t.box for t in first_masked.faces if t.label == "with_mask" and t.short_side >= 40]
     assert scenes.match([box for box, _ in blaze(image)], masked), "BlazeFace alone finds no masked face"
+
+
+def test_an_unwritable_finder_cache_still_serves_through_litert(tmp_path, monkeypatch):
+    """A cache folder that cannot be made (here: a file stands where it should be) costs a conversion
+    at each start, not the fast engine."""
+    (tmp_path / "not-a-folder").write_text("a file")
+    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "not-a-folder" / "cache")
+    detector = faces._build_detector()
+    assert all(type(stage._model).__name__ == "_LiteModel" for stage in detector.stages)
+    assert (tmp_path / "not-a-folder").is_file()
