@@ -165,7 +165,7 @@ class _LiteModel:
             interp.invoke()
             # the converter names the outputs Identity, Identity_1, ... in the model's order
             outs = sorted(interp.get_output_details(),
-                          key=lambda d: int(d["name"].rpartition("_")[2]) if "_" in d["name"] else 0)
+                          key=lambda d: int(n) if (n := d["name"].rpartition("_")[2]).isdigit() else 0)
             return [self._wrap(interp.get_tensor(d["index"])) for d in outs]
         finally:
             self._pool.put(interp)
@@ -231,11 +231,11 @@ class _BlazeFace:
         half = raw_boxes[keep, 2:4] / self.SIZE / 2
         boxes = np.concatenate([centre - half, centre + half], axis=1) * side - (pad_x, pad_y, pad_x, pad_y)
         scores = scores[keep]
-        boxes, scores = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])], \
-            scores[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, scores = boxes[valid], scores[valid]
         found, left = [], np.argsort(-scores, kind="stable")
         while len(left):
-            overlap = np.array([_iou(boxes[left[0]], boxes[i]) for i in left])
+            overlap = np.array([iou(boxes[left[0]], boxes[i]) for i in left])
             group = left[overlap > merge_iou]
             weights = scores[group]
             found.append((tuple((boxes[group] * weights[:, None]).sum(axis=0) / weights.sum()),
@@ -299,12 +299,13 @@ def find_faces(image: Image.Image, max_side: int = FIND_MAX_SIDE, mirrored: bool
     for found_box, score in candidates:  # MTCNN's best first; a face found twice keeps its first box
         x0, y0, x1, y1 = (float(v) / scale for v in found_box)
         box = (max(0, round(x0)), max(0, round(y0)), min(image.width, round(x1)), min(image.height, round(y1)))
-        if box[2] - box[0] >= 2 and box[3] - box[1] >= 2 and all(_iou(box, f.box) < SAME_FACE_IOU for f in faces):
+        if box[2] - box[0] >= 2 and box[3] - box[1] >= 2 and all(iou(box, f.box) < SAME_FACE_IOU for f in faces):
             faces.append(Face(box, score))
     return sorted(faces, key=lambda f: (f.box[0], f.box[1]))
 
 
-def _iou(a, b) -> float:
+def iou(a, b) -> float:
+    """Intersection over union of two (xmin, ymin, xmax, ymax) boxes."""
     iw, ih = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
     if iw <= 0 or ih <= 0:
         return 0.0

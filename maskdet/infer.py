@@ -1,14 +1,13 @@
 """Loading a model safely, preprocessing any user image, classifying face crops and scene photos."""
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from . import config, data
+from . import config, data, runs
 
 
 class ModelError(ValueError):
@@ -50,18 +49,10 @@ def load_model(path: str | Path = config.DEFAULT_MODEL):
 LITE_MAX_BATCH = 32
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def lite_cache_path(model_path: str | Path) -> Path:
     """Where the TFLite conversion of a model file is cached: named by the file's content, so a
     promoted or retrained file never meets a stale conversion."""
-    return config.CACHE_DIR / f"lite-{_sha256(Path(model_path))[:24]}.tflite"
+    return config.CACHE_DIR / f"lite-{runs.sha256_of(Path(model_path))[:24]}.tflite"
 
 
 def to_tflite(model) -> bytes:

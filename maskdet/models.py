@@ -8,7 +8,6 @@ one, never half of one.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -49,14 +48,6 @@ def read_card(model: Path | None = None) -> dict | None:
     return runs.read_json(card_path(model), None)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _copy_atomic(src: Path, dest: Path) -> None:
     """Copy src over dest so that dest is at every moment either the old file or the new one."""
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
@@ -92,7 +83,7 @@ def make_card(run_dir: Path, name: str | None = None) -> dict:
                      "finished": st.get("finished"), "state": st.get("state")},
         "metrics": {k: evaluation.get(k) for k in ("accuracy", "balanced_accuracy", "roc_auc", "threshold",
                                                    "confusion_matrix", "per_class", "n") if k in evaluation},
-        "sha256": _sha256(model_file),
+        "sha256": runs.sha256_of(model_file),
         "bytes": model_file.stat().st_size,
     }
 
@@ -115,7 +106,7 @@ def promote(run_dir: Path, dest: Path | None = None, card: Path | None = None) -
     new_card = make_card(run_dir, dest.stem)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
-        if _sha256(dest) == new_card["sha256"]:
+        if runs.sha256_of(dest) == new_card["sha256"]:
             raise PromotionError(f"run {run_dir.name} is already the active model")
         _copy_atomic(dest, previous_model(dest))
         if card.exists():

@@ -58,14 +58,7 @@ def read_scenes(data_dir: str | Path, limit: int | None = None) -> list[Scene]:
     return scenes
 
 
-def iou(a, b) -> float:
-    """Intersection over union of two (xmin, ymin, xmax, ymax) boxes."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+iou = faces.iou  # intersection over union of two (xmin, ymin, xmax, ymax) boxes
 
 
 def match(found_boxes, true_boxes, min_iou: float = MIN_IOU) -> dict[int, int]:

@@ -258,7 +258,7 @@ def test_blazeface_adds_faces_mtcnn_misses_and_loses_none(first_scenes):
         alone = [f.box for f in faces.find_faces(image, blaze=False)]
         both = [f.box for f in faces.find_faces(image)]
         assert set(alone) <= set(both), scene.image  # MTCNN's boxes are all kept, as they were
-        assert all(faces._iou(a, b) < faces.SAME_FACE_IOU for i, a in enumerate(both) for b in both[i + 1:])
+        assert all(faces.iou(a, b) < faces.SAME_FACE_IOU for i, a in enumerate(both) for b in both[i + 1:])
         found_alone += len(scenes.match(alone, truth))
         found_both += len(scenes.match(both, truth))
         own = [box for box, score in blaze(image)]
