@@ -134,7 +134,7 @@ def cmd_train(a):
         return 0 if status["state"] != "failed" else 1
     params = {"epochs": a.epochs, "batch_size": a.batch_size, "alpha": a.alpha, "learning_rate": a.learning_rate,
               "val_fraction": a.val_fraction, "limit": a.limit, "augment": a.augment, "seed": a.seed}
-    if not Path(a.data).expanduser().is_dir():
+    if not a.resume and not Path(a.data).expanduser().is_dir():  # a resumed run reads its own params.json
         raise FileNotFoundError(f"{a.data}: the dataset folder does not exist")
     if a.background:
         if a.resume:
