@@ -42,7 +42,7 @@ def main():
     right.dataframe(per_class_table(m), width="stretch")
     curve_charts(load_curves(str(s.model_path), os.stat(s.model_path).st_mtime, str(s.data_dir), val_fraction),
                  threshold)
-    error_gallery(s.model_path, evaluate.errors(preds, threshold))
+    error_gallery(s.model_path, evaluate.errors(preds, threshold), evaluate.families(preds, threshold))
 
 
 # The validation fraction the model was trained with (so its validation images are unseen) and its data folder.
@@ -134,11 +134,16 @@ def curve_charts(points: pd.DataFrame, threshold: float):
 
 
 # The misclassified validation images, most confidently wrong first, with where the model looked.
-def error_gallery(model_path: Path, wrong: pd.DataFrame):
+def error_gallery(model_path: Path, wrong: pd.DataFrame, fam: dict):
     st.subheader(f"Errors ({len(wrong):,})")
     if wrong.empty:
         st.success("No validation image is misclassified at this threshold.")
         return
+    if fam["families"]:
+        st.caption(f"{len(wrong):,} wrong images from **{fam['families_with_errors']:,} of the {fam['families']:,} "
+                   "photo families** of the validation split. A family is one photo and its near-duplicates "
+                   "(augmented or re-saved copies), always kept in one split: its copies are usually right or "
+                   "wrong together, so the families say how many distinct faces the errors are.")
     left, right = st.columns([2, 1], vertical_alignment="bottom")
     counts = wrong["error_type"].value_counts()
     kinds = {"all": f"all ({len(wrong):,})",
@@ -149,10 +154,19 @@ def error_gallery(model_path: Path, wrong: pd.DataFrame):
     show_saliency = right.toggle("Saliency overlay (Grad-CAM)", value=True, key="saliency",
                                  help="Colours where the evidence for the predicted class lies: red strongest")
     shown = wrong if kind == "all" else wrong[wrong["error_type"] == kind]
+    family = shown["group"].fillna(shown["path"]) if "group" in shown else shown["path"]
+    copies = shown.groupby(family, sort=False)["path"].transform("size")
+    if fam["families"] and st.toggle("One image per family", value=True, key="one_per_family",
+                                     help="Show each family's most confidently wrong image only"):
+        first = ~family.duplicated()  # the rows come most confidently wrong first
+        shown, copies = shown[first], copies[first]
+    else:
+        copies = pd.Series(1, index=shown.index)
     if shown.empty:
         st.info("No errors of this kind.")
         return
-    part = shown.iloc[common.pager(len(shown), 12, key="error_page")]
+    page = common.pager(len(shown), 12, key="error_page")
+    part, more = shown.iloc[page], list(copies.iloc[page] - 1)
     paths = tuple(part["path"])
     if show_saliency:
         images = common.load_saliency(str(model_path), os.stat(model_path).st_mtime, paths)
@@ -161,11 +175,13 @@ def error_gallery(model_path: Path, wrong: pd.DataFrame):
     columns = 6
     rows = list(part.itertuples(index=False))
     for start in range(0, len(rows), columns):
-        for col, r, img in zip(st.columns(columns), rows[start:start + columns], images[start:start + columns]):
+        for col, r, img, extra in zip(st.columns(columns), rows[start:start + columns], images[start:start + columns],
+                                      more[start:start + columns]):
             with col.container(border=True):
                 st.image(img, width="stretch")
                 st.markdown(f"true {common.label_markdown(r.label)}  \nP(mask) **{r.p_mask:.2f}**")
-                st.caption(common.short_name(r.path))
+                st.caption(common.short_name(r.path) + (f" (+{extra} wrong {'copy' if extra == 1 else 'copies'})"
+                                                         if extra else ""))
     if show_saliency:
         st.caption("Grad-CAM on the deepest backbone feature map with at least 6x6 cells: it shows where the evidence for the "
                    "(wrong) predicted class lies. Mask errors driven by backgrounds, borders or image quality "

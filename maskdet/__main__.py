@@ -209,6 +209,10 @@ def cmd_evaluate(a):
     print(f"confusion matrix (rows true, columns predicted: {', '.join(config.CLASS_NAMES)}): {cm}")
     for cls, pc in m["per_class"].items():
         print(f"  {cls}: precision {pc['precision']:.4f} recall {pc['recall']:.4f} f1 {pc['f1']:.4f}")
+    if m.get("families"):
+        wrong = m["confusion_matrix"][0][1] + m["confusion_matrix"][1][0]
+        print(f"{wrong} wrong images from {m['families_with_errors']} of the {m['families']} photo families "
+              "(a family: one photo and its near-duplicates, kept in one split)")
 
 
 def cmd_predict(a):

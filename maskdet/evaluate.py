@@ -80,6 +80,18 @@ def errors(predictions: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     return wrong.sort_values("confidence", ascending=False).reset_index(drop=True)
 
 
+def families(predictions: pd.DataFrame, threshold: float = 0.5) -> dict:
+    """How many photo families (near-duplicate groups: one photo and its augmented or re-saved
+    copies, always in one split) the rows hold, and in how many of them at least one image is wrong.
+    A family's copies tend to be right or wrong together, so this says how many distinct faces
+    the errors really are."""
+    if "group" not in predictions or predictions.empty:
+        return {"families": None, "families_with_errors": None}
+    wrong = np.where(predictions["p_mask"] >= threshold, *config.CLASS_NAMES) != predictions["label"]
+    groups = predictions["group"].fillna(predictions["path"])
+    return {"families": int(groups.nunique()), "families_with_errors": int(groups[wrong].nunique())}
+
+
 def evaluate(classifier, data_dir, split: str = "val", val_fraction: float = config.DEFAULT_VAL_FRACTION):
     """(predictions table, metrics) of a classifier on a dataset's split ("val" or "all")."""
     table = data.scan(data_dir, val_fraction=val_fraction)
@@ -90,7 +102,8 @@ def evaluate(classifier, data_dir, split: str = "val", val_fraction: float = con
     if data.usable(table).empty:
         raise data.DatasetError(f"{data_dir}: no readable images in the {split} split")
     preds = predict_table(classifier, table)
-    return preds, metrics(data.labels_of(preds), preds["p_mask"].to_numpy(), classifier.threshold)
+    m = metrics(data.labels_of(preds), preds["p_mask"].to_numpy(), classifier.threshold)
+    return preds, {**m, **families(preds, classifier.threshold)}
 
 
 def cross_source(classifier, scenes_dir, min_side: int = 32) -> dict:

@@ -237,8 +237,17 @@ def test_evaluate_shows_the_confusion_matrix_and_a_threshold_moves_it(trained_ru
     assert after.sum() == 2599
     missed = ("with mask", "without mask")
     assert after[missed] >= before[missed]  # a stricter "mask" threshold misses more masks
-    if "Errors (0)" not in texts(at):
+    said = texts(at)
+    if "Errors (0)" not in said:
         assert at.toggle(key="saliency").value and len(at.get("image")) >= 1  # Grad-CAM overlays of the errors
+        # errors counted and shown by photo family (one photo and its near-duplicates)
+        wrong, families = (int(v.replace(",", "")) for v in
+                           re.search(r"([\d,]+) wrong images from \*\*([\d,]+) of the", said).group(1, 2))
+        shown = int(re.search(r"showing [\d,]+-[\d,]+ of ([\d,]+)", said).group(1).replace(",", ""))
+        assert at.toggle(key="one_per_family").value and shown == families <= wrong
+        at.toggle(key="one_per_family").set_value(False).run()
+        no_exceptions(at)
+        assert f"of {wrong:,}" in texts(at).split("showing", 1)[1].splitlines()[0]
 
 
 @pytest.mark.slow

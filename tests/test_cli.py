@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import cli
-from maskdet import config, runs
+from maskdet import config, data, runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 # what TensorFlow's C++ runtime prints on import, before any Python code can silence it
@@ -36,6 +36,11 @@ def test_evaluate_json_reports_the_matrix_in_class_order(trained_run, facemask_d
     split = __import__("pandas").read_csv(trained_run / "split.csv")
     assert m["n"] > 2000  # the whole val split of facemask-12k, not the run's sample
     assert set(split["split"]) == {"train", "val"}
+    # the val split's photo families, and how many of them hold an error
+    table = data.scan(facemask_dir)
+    assert m["families"] == table.loc[table["split"] == "val", "group"].nunique()
+    wrong = cm[0, 1] + cm[1, 0]
+    assert min(wrong, 1) <= m["families_with_errors"] <= min(wrong, m["families"])
 
 
 def test_predict_json_gives_a_line_per_input_and_an_error_for_bad_ones(trained_run, facemask_dir, tmp_path):

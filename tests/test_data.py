@@ -109,6 +109,24 @@ def test_val_fraction_sets_the_share_and_only_adds_groups(tiny_dataset):
         data.scan(tiny_dataset, val_fraction=1.5)
 
 
+def test_errors_are_counted_by_photo_family(tiny_dataset):
+    from maskdet import evaluate
+
+    original = tiny_dataset / "with_mask" / "face_000.jpg"
+    for k in range(3):  # three copies of one photo: one family with the original
+        shutil.copy(original, tiny_dataset / "with_mask" / f"copy_{k}.jpg")
+    table = data.usable(data.scan(tiny_dataset, use_cache=False))
+    family = table.loc[table["path"].str.endswith("face_000.jpg"), "group"].iloc[0]
+    assert (table["group"] == family).sum() == 4
+    # every image right except the four copies of that photo, called unmasked
+    table["p_mask"] = np.where(table["label"] == "with_mask", 0.9, 0.1)
+    table.loc[table["group"] == family, "p_mask"] = 0.2
+    assert evaluate.families(table) == {"families": table["group"].nunique(), "families_with_errors": 1}
+    assert len(evaluate.errors(table)) == 4
+    table.loc[table["path"].str.endswith("face_001.jpg"), "p_mask"] = 0.3  # a second photo wrong
+    assert evaluate.families(table)["families_with_errors"] == 2
+
+
 def test_balanced_sample_halves_the_classes(tiny_dataset):
     table = data.scan(tiny_dataset, use_cache=False)
     sample = data.balanced_sample(table, 40)
