@@ -154,12 +154,11 @@ def error_gallery(model_path: Path, wrong: pd.DataFrame, fam: dict):
     show_saliency = right.toggle("Saliency overlay (Grad-CAM)", value=True, key="saliency",
                                  help="Colours where the evidence for the predicted class lies: red strongest")
     shown = wrong if kind == "all" else wrong[wrong["error_type"] == kind]
-    family = shown["group"].fillna(shown["path"]) if "group" in shown else shown["path"]
-    copies = shown.groupby(family, sort=False)["path"].transform("size")
     if fam["families"] and st.toggle("One image per family", value=True, key="one_per_family",
                                      help="Show each family's most confidently wrong image only"):
+        family = evaluate.family_of(shown)
         first = ~family.duplicated()  # the rows come most confidently wrong first
-        shown, copies = shown[first], copies[first]
+        shown, copies = shown[first], family[first].map(family.value_counts())
     else:
         copies = pd.Series(1, index=shown.index)
     if shown.empty:

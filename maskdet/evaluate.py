@@ -80,16 +80,20 @@ def errors(predictions: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
     return wrong.sort_values("confidence", ascending=False).reset_index(drop=True)
 
 
+def family_of(table: pd.DataFrame) -> pd.Series:
+    """Each row's photo family: its near-duplicate group (one photo and its augmented or re-saved
+    copies, always in one split), or the file itself where it has none."""
+    return table["group"].fillna(table["path"]) if "group" in table else table["path"]
+
+
 def families(predictions: pd.DataFrame, threshold: float = 0.5) -> dict:
-    """How many photo families (near-duplicate groups: one photo and its augmented or re-saved
-    copies, always in one split) the rows hold, and in how many of them at least one image is wrong.
+    """How many photo families the rows hold, and in how many of them at least one image is wrong.
     A family's copies tend to be right or wrong together, so this says how many distinct faces
     the errors really are."""
     if "group" not in predictions or predictions.empty:
         return {"families": None, "families_with_errors": None}
-    wrong = np.where(predictions["p_mask"] >= threshold, *config.CLASS_NAMES) != predictions["label"]
-    groups = predictions["group"].fillna(predictions["path"])
-    return {"families": int(groups.nunique()), "families_with_errors": int(groups[wrong].nunique())}
+    return {"families": int(family_of(predictions).nunique()),
+            "families_with_errors": int(family_of(errors(predictions, threshold)).nunique())}
 
 
 def evaluate(classifier, data_dir, split: str = "val", val_fraction: float = config.DEFAULT_VAL_FRACTION):
