@@ -93,9 +93,10 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("rollback", help="swap the active model with the previous one")
 
-    p = sub.add_parser("export", help="export a model for serving (TFLite or SavedModel)")
+    p = sub.add_parser("export", help="export a model for serving (TFLite, SavedModel or ONNX)")
     _model_arg(p)
-    p.add_argument("--format", choices=["tflite", "saved_model"], required=True)
+    p.add_argument("--format", choices=["tflite", "saved_model", "onnx"], required=True,
+                   help="onnx: input 'image' (N, 100, 100, 3) float32 raw 0-255 RGB, output 'p_mask' (N, 1)")
     p.add_argument("--out", type=Path)
     return ap
 
