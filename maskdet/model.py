@@ -1,22 +1,44 @@
-"""The classifier: a MobileNet trained from scratch, preprocessing inside the model."""
-from . import config
+"""The classifier: a backbone (ImageNet-pretrained, or the seed's MobileNet from scratch) and one sigmoid,
+with resizing and preprocessing inside the model so training and serving cannot drift apart."""
+from . import backbones, config
+
+BACKBONE_CHOICES = (*backbones.BACKBONES, backbones.SCRATCH)
+BACKBONE_LAYER = "backbone"  # the nested model frozen while the head learns
 
 
-def make_model(alpha: float = config.DEFAULT_ALPHA, dropout: float = 0.2):
-    """MobileNet (random init, width `alpha`) on raw 0-255 RGB input -> P(with mask).
+def make_model(backbone: str = config.DEFAULT_BACKBONE, input_size: int = config.DEFAULT_INPUT_SIZE,
+               alpha: float = config.DEFAULT_ALPHA, dropout: float = 0.2):
+    """Raw 0-255 RGB face crops (config.INPUT_SHAPE) -> P(with mask).
 
-    Rescaling lives inside the model so training and serving cannot preprocess differently.
+    A pretrained backbone sees the crop resized to input_size x input_size and normalised as on ImageNet;
+    the from-scratch MobileNet (width `alpha`) sees it at its own size, scaled to [-1, 1].
     """
     import keras
 
     inputs = keras.Input(shape=config.INPUT_SHAPE, name="image")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(inputs)
-    backbone = keras.applications.MobileNet(
-        input_shape=config.INPUT_SHAPE, alpha=alpha, include_top=False, weights=None, pooling="avg")
-    x = backbone(x)
+    x = inputs
+    if backbone == backbones.SCRATCH:
+        x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
+        net = keras.applications.MobileNet(input_shape=config.INPUT_SHAPE, alpha=alpha, include_top=False,
+                                           weights=None, pooling="avg", name=BACKBONE_LAYER)
+        name = f"maskdet_mobilenet_a{alpha:g}"
+    else:
+        if input_size != config.IMAGE_SIZE[0]:
+            x = keras.layers.Resizing(input_size, input_size, interpolation="bilinear", name="resize")(x)
+        net = backbones.build(backbone, input_size)
+        net.name = BACKBONE_LAYER
+        name = f"maskdet_{backbone}_{input_size}"
+    # training=False keeps a pretrained network's BatchNorm statistics fixed, also once it is unfrozen
+    # for fine-tuning (Keras' transfer-learning guide): a few thousand faces must not overwrite them.
+    x = net(x, training=False) if backbone != backbones.SCRATCH else net(x)
     x = keras.layers.Dropout(dropout)(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="p_mask")(x)
-    return keras.Model(inputs, outputs, name=f"maskdet_mobilenet_a{alpha:g}")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def set_backbone_trainable(model, trainable: bool) -> None:
+    """Freeze or unfreeze the backbone (recompile afterwards)."""
+    model.get_layer(BACKBONE_LAYER).trainable = trainable
 
 
 def compile_model(model, learning_rate: float = config.DEFAULT_LEARNING_RATE, steps: int | None = None):

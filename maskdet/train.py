@@ -8,7 +8,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import config, data, runs
+from . import config, data, model as model_lib, runs
 
 
 def choose_strategy():
@@ -65,8 +65,11 @@ def _callbacks(run_dir: Path, status: dict, steps_per_epoch: int, started: float
             super().__init__()
             self.cancelled = False
             self.epoch = 0
-            self.log = open(run_dir / "metrics.jsonl", "a", buffering=1)
+            self.log = None
             self.last_status = 0.0
+
+        def on_train_begin(self, logs=None):  # once per fit: a pretrained backbone trains in two
+            self.log = open(run_dir / "metrics.jsonl", "a", buffering=1)
 
         def _write(self, record):
             self.log.write(json.dumps(record) + "\n")
@@ -183,14 +186,30 @@ def _run_as_worker(run_dir: Path) -> dict:
         shutil.rmtree(scratch.parent, ignore_errors=True)
 
 
+def _phases(params: dict, backbone: str) -> list[dict]:
+    """The run's stages. From scratch: one. Pretrained: the head learns on the frozen backbone first (its
+    random start would otherwise push large, noisy gradients into the pretrained weights), then the whole
+    network fine-tunes at a low rate (Keras' transfer-learning guide)."""
+    epochs = params["epochs"]
+    if backbone == model_lib.backbones.SCRATCH:
+        return [{"name": "training", "start": 0, "end": epochs, "trainable": None,
+                 "learning_rate": params["learning_rate"]}]
+    head = min(epochs, params.get("head_epochs", config.DEFAULT_HEAD_EPOCHS))
+    return [{"name": "training the head (backbone frozen)", "start": 0, "end": head, "trainable": False,
+             "learning_rate": params["learning_rate"]},
+            {"name": "fine-tuning the whole network", "start": head, "end": epochs, "trainable": True,
+             "learning_rate": params.get("fine_tune_learning_rate", config.DEFAULT_FINE_TUNE_LEARNING_RATE)}]
+
+
 def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -> dict:
     import keras
 
-    from . import evaluate, infer, model as model_lib
+    from . import evaluate, infer
 
     keras.utils.set_random_seed(params.get("seed", 0))
     strategy = choose_strategy()  # before any other TensorFlow op: collectives are set up at start
     table = data.scan(params["data"], val_fraction=params["val_fraction"])
+    status["data_files"] = data.file_counts(table)  # "N of M" for the model card, every file counted
     if params.get("limit"):
         table = data.balanced_sample(table, params["limit"], seed=params.get("seed", 0))
     data.check_trainable(table)
@@ -209,21 +228,32 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
     val_ds = data.make_dataset(x_val, y_val, batch, training=False)
 
     checkpoint = run_dir / "checkpoint.keras"
+    backbone = params.get("backbone", model_lib.backbones.SCRATCH)  # runs before backbones were a choice
+    initial_epoch = int(status.get("completed_epochs", 0)) if checkpoint.exists() else 0
     with strategy.scope():
         if checkpoint.exists():
             model = keras.saving.load_model(checkpoint, safe_mode=True)
-            initial_epoch = int(status.get("completed_epochs", 0))
         else:
-            model = model_lib.make_model(params["alpha"])
-            model_lib.compile_model(model, params["learning_rate"], steps_per_epoch * params["epochs"])
-            initial_epoch = 0
-    status.update(phase="training", steps_per_epoch=steps_per_epoch, replicas=strategy.num_replicas_in_sync,
-                  resumed_from_epoch=initial_epoch or None)
+            model = model_lib.make_model(backbone, params.get("input_size", config.DEFAULT_INPUT_SIZE),
+                                         params.get("alpha", config.DEFAULT_ALPHA))
     recorder = _callbacks(run_dir, status, steps_per_epoch, started, echo)
-    _allow_multi_worker_fit(model, strategy)
-    with strategy.scope():
-        model.fit(train_ds, validation_data=val_ds, epochs=params["epochs"], initial_epoch=initial_epoch,
-                  callbacks=[recorder], verbose=0)
+    for phase in _phases(params, backbone):
+        if initial_epoch >= phase["end"] or recorder.cancelled:
+            continue
+        if not checkpoint.exists() or initial_epoch == phase["start"]:  # else the checkpoint is mid-phase
+            with strategy.scope():
+                if phase["trainable"] is not None:
+                    model_lib.set_backbone_trainable(model, phase["trainable"])
+                model_lib.compile_model(model, phase["learning_rate"], steps_per_epoch * (phase["end"] - phase["start"]))
+        status.update(phase=phase["name"], steps_per_epoch=steps_per_epoch, replicas=strategy.num_replicas_in_sync,
+                      resumed_from_epoch=initial_epoch or None)
+        _allow_multi_worker_fit(model, strategy)
+        with strategy.scope():
+            model.fit(train_ds, validation_data=val_ds, epochs=phase["end"], initial_epoch=initial_epoch,
+                      callbacks=[recorder], verbose=0)
+        if phase["trainable"] is False and phase["end"] < params["epochs"] and not recorder.cancelled:
+            save_serving_model(model, run_dir / "head_model.keras")  # the frozen-backbone model, to compare
+        initial_epoch = phase["end"]
     save_serving_model(model, run_dir / "model.keras")
     status["phase"] = "evaluating"
     runs.write_json(run_dir / "status.json", status)
