@@ -81,16 +81,18 @@ def table_or_message(folder: Path) -> pd.DataFrame | None:
         return None
 
 
-# Headline figures: images, classes, split.
+# Headline figures: files, skipped files, classes, split.
 def summary(report: dict):
     cols = st.columns(5)
-    cols[0].metric("Images", f"{report['images']:,}")
-    cols[1].metric("Unreadable", f"{len(report['corrupt']):,}")
+    cols[0].metric("Files", f"{report['files']:,}", help="every file in the class folders, whatever its name")
+    cols[1].metric("Skipped", f"{len(report['skipped']):,}",
+                   help="files not used (not an image, unreadable, too small, hidden...): listed under Data health")
     for col, cls in zip(cols[2:4], config.CLASS_NAMES):
         col.metric(common.LABEL_WORDS[cls].capitalize(), f"{report['class_counts'][cls]:,}")
     cols[4].metric("Class balance", f"{report['balance']:.0%}", help="smaller class / larger class")
     split = report["split_counts"]
-    st.caption(f"Split (near-duplicates kept together): train {sum(split['train'].values()):,} · "
+    st.caption(f"{report['readable']:,} of {report['files']:,} files are images in use (told by their content, "
+               f"not their names). Split (near-duplicates kept together): train {sum(split['train'].values()):,} · "
                f"validation {sum(split['val'].values()):,} images.")
 
 
@@ -127,7 +129,7 @@ def histogram(good: pd.DataFrame, column: str, title: str) -> alt.Chart:
     ).properties(height=300)
 
 
-# The findings of data.health: warnings, duplicates, unreadable files, shortcut properties.
+# The findings of data.health: warnings, duplicates, skipped files, shortcut properties.
 def health(report: dict, table: pd.DataFrame):
     if report["warnings"]:
         for w in report["warnings"]:
@@ -161,14 +163,25 @@ def health(report: dict, table: pd.DataFrame):
     medians = pd.DataFrame(report["per_class"]).T[["median_width", "median_height", "median_sharpness"]]
     medians.columns = ["width", "height", "sharpness"]
     right.dataframe(medians.astype(float).round(1), width="stretch")
-    if report["corrupt"]:
-        st.markdown(f"**Unreadable files ({len(report['corrupt'])})**, skipped in training:")
-        st.dataframe(pd.DataFrame(report["corrupt"]), hide_index=True, width="stretch",
-                     column_config={"path": st.column_config.TextColumn("file", width="large")})
+    if report["skipped"]:
+        skipped_files(report)
     if report["duplicates_across_classes"]:
         dup = table[table["hash"].isin(report["duplicates_across_classes"])][["path", "label", "hash"]]
         st.markdown("**The same file in both classes**")
         st.dataframe(dup, hide_index=True, width="stretch")
+
+
+# Every file of the class folders that is not used, counted by reason and listed with the reason.
+def skipped_files(report: dict):
+    st.markdown(f"**Skipped files ({len(report['skipped']):,} of {report['files']:,})**, "
+                "not used for training or evaluation:")
+    left, right = st.columns([1, 3])
+    left.dataframe(pd.DataFrame(list(report["skipped_by_reason"].items()), columns=["reason", "files"]),
+                   hide_index=True, width="stretch")
+    right.dataframe(pd.DataFrame(report["skipped"], columns=["path", "label", "reason", "error"]),
+                    hide_index=True, width="stretch",
+                    column_config={"path": st.column_config.TextColumn("file", width="large"),
+                                   "error": st.column_config.TextColumn("why")})
 
 
 # Pick a near-duplicate group and look at its images (groups with both labels first).
@@ -198,11 +211,11 @@ def browse(table: pd.DataFrame):
     left, mid, right = st.columns([2, 2, 2])
     classes = left.pills("Class", list(config.CLASS_NAMES), selection_mode="multi",
                          default=list(config.CLASS_NAMES), key="browse_class")
-    splits = mid.pills("Split", ["train", "val", "unreadable"], selection_mode="multi",
-                       default=["train", "val", "unreadable"], key="browse_split")
+    splits = mid.pills("Split", ["train", "val", "skipped"], selection_mode="multi",
+                       default=["train", "val", "skipped"], key="browse_split")
     order = right.selectbox("Order", ["file name", "smallest first", "largest first", "least sharp first"],
                             key="browse_order")
-    split_col = table["split"].fillna("unreadable")
+    split_col = table["split"].fillna("skipped")
     rows = table[table["label"].isin(classes or []) & split_col.isin(splits or [])]
     rows = {"file name": rows.sort_values("path"),
             "smallest first": rows.sort_values(["width", "path"]),
@@ -210,13 +223,24 @@ def browse(table: pd.DataFrame):
             "least sharp first": rows.sort_values(["sharpness", "path"])}[order]
     part = rows.iloc[common.pager(len(rows), 36, key="browse_page")]
     captions = [caption(r) for r in part.itertuples(index=False)]
-    common.image_grid([gallery.thumbnail(p, 128) for p in part["path"]], captions, columns=6)
+    common.image_grid([picture(r) for r in part.itertuples(index=False)], captions, columns=6)
 
 
-# "name · 128×128 · 8 KB · with_mask/val" for one table row.
+# A thumbnail; a file that is no image (or a hidden one) gets a placeholder and is never read.
+def picture(row):
+    if getattr(row, "skipped", None) in ("not an image", "hidden file", "empty file"):
+        return gallery.placeholder(128, row.skipped)
+    return gallery.thumbnail(row.path, 128)
+
+
+# "name · 128×128 · 8 KB · with_mask/val" for one table row; a skipped file shows why instead of a size.
 def caption(row) -> str:
-    size = "unreadable" if isinstance(row.error, str) else f"{int(row.width)}×{int(row.height)}"
-    split = row.split if isinstance(row.split, str) else "—"  # unreadable files have no split
+    reason = getattr(row, "skipped", None)
+    if isinstance(row.error, str):
+        size = reason if isinstance(reason, str) else "unreadable"
+    else:
+        size = f"{int(row.width)}×{int(row.height)}"
+    split = row.split if isinstance(row.split, str) else "—"  # skipped files have no split
     return f"{common.short_name(row.path)} · {size} · {row.bytes / 1024:.0f} KB · {row.label} · {split}"
 
 

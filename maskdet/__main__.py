@@ -118,11 +118,18 @@ def cmd_scan(a):
     if a.json:
         print(json.dumps(report, default=str))
         return
-    print(f"{a.data}: {report['readable']} readable images of {report['images']}; classes {report['class_counts']}")
+    print(f"{a.data}: {report['readable']} readable images of {report['files']} files; "
+          f"classes {report['class_counts']}")
     print(f"split: {report['split_counts']}")
+    by_reason = ", ".join(f"{n} {r}" for r, n in report["skipped_by_reason"].items())
     print(f"near-duplicate groups: {report['near_duplicate_groups']} "
           f"({report['images_in_near_duplicate_groups']} images); exact duplicate files: "
-          f"{report['exact_duplicate_files']}; corrupt: {len(report['corrupt'])}")
+          f"{report['exact_duplicate_files']}; skipped files: {len(report['skipped'])}"
+          + (f" ({by_reason})" if by_reason else ""))
+    root = Path(a.data).expanduser()
+    for f in report["skipped"]:  # every file not used, with its reason
+        path = Path(f["path"])
+        print(f"skipped [{f['reason']}] {path.relative_to(root) if path.is_relative_to(root) else path}: {f['error']}")
     for w in report["warnings"]:
         print(f"warning: {w}")
 

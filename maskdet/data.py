@@ -10,8 +10,10 @@ import hashlib
 import io
 import os
 import re
+import stat
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +28,23 @@ Image.MAX_IMAGE_PIXELS = config.MAX_IMAGE_PIXELS
 NEAR_DUP_THRESHOLD = 0.85
 MAX_GROUP = 24
 NEIGHBOURS = 16  # links are sought among each image's nearest look-alikes only
-SCAN_CACHE_VERSION = 2
+SCAN_CACHE_VERSION = 3  # 3: every file of the class folders, identified by content, with `skipped`
 # A property (size, sharpness...) that alone orders this share of cross-class image pairs is a shortcut
 # a model can learn instead of masks.
 SHORTCUT_SEPARABILITY = 0.75
 
 
 class ImageError(ValueError):
-    """An input that is not a usable image; the message says why, for a user."""
+    """An input that is not a usable image; the message says why, for a user, and `reason` says
+    which kind of trouble it is (one of SKIP_REASONS)."""
+
+    def __init__(self, message: str, reason: str = "unreadable"):
+        super().__init__(message)
+        self.reason = reason
+
+
+# Why a scan does not use a file of the class folders (the table's `skipped` column).
+SKIP_REASONS = ("not an image", "empty file", "unreadable", "too small", "too large", "hidden file")
 
 
 class DatasetError(ValueError):
@@ -64,25 +75,27 @@ def open_image(source) -> Image.Image:
             else:
                 data = source.read()
             if not data:
-                raise ImageError(f"{Path(name).name}: the file is empty (0 bytes)")
+                raise ImageError(f"{Path(name).name}: the file is empty (0 bytes)", "empty file")
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data))
                 img.load()
         if img.width * img.height > config.MAX_IMAGE_PIXELS:
             raise ImageError(f"{Path(name).name}: {img.width}x{img.height} is too large "
-                             f"(limit {config.MAX_IMAGE_PIXELS:,} pixels)")
+                             f"(limit {config.MAX_IMAGE_PIXELS:,} pixels)", "too large")
         if img.width < 2 or img.height < 2:
-            raise ImageError(f"{Path(name).name}: {img.width}x{img.height} is too small to hold a face")
+            raise ImageError(f"{Path(name).name}: {img.width}x{img.height} is too small to hold a face",
+                             "too small")
         img = ImageOps.exif_transpose(img)  # phone photos store rotation in EXIF
         return _to_rgb(img)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{Path(name).name}: the image is too large to open safely "
-                         f"(limit {config.MAX_IMAGE_PIXELS:,} pixels)") from None
+                         f"(limit {config.MAX_IMAGE_PIXELS:,} pixels)", "too large") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{Path(name).name}: not an image file (or a format Pillow cannot read)") from None
+        raise ImageError(f"{Path(name).name}: not an image file (or a format Pillow cannot read)",
+                         "not an image") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{Path(name).name}: the image is damaged or truncated ({exc})") from None
 
@@ -153,20 +166,20 @@ def find_class_folders(root: str | Path) -> dict[str, list[Path]]:
     return found
 
 
-def list_images(root: str | Path) -> pd.DataFrame:
-    """The image files of a dataset folder: path, label (sorted, stable)."""
+def list_files(root: str | Path) -> pd.DataFrame:
+    """Every file in the class folders of a dataset folder, whatever its name: path, label (sorted,
+    stable). Which files are images is told by their content when they are scanned, never by their
+    names: scrapers leave names like `a.png"`, `b.jpg_1088Wx1632H` or none at all."""
     rows = []
     for cls, dirs in find_class_folders(root).items():
         for d in dirs:
             for dirpath, dirnames, filenames in os.walk(d, followlinks=False):
                 dirnames.sort()
                 for f in sorted(filenames):
-                    if f.lower().endswith(config.IMAGE_EXTENSIONS) and not f.startswith("."):
-                        rows.append((str(Path(dirpath) / f), cls))
+                    rows.append((str(Path(dirpath) / f), cls))
     table = pd.DataFrame(rows, columns=["path", "label"])
     if table.empty:
-        raise DatasetError(f"{root}: the class folders hold no image files "
-                           f"({', '.join(config.IMAGE_EXTENSIONS)})")
+        raise DatasetError(f"{root}: the class folders are empty (no image files)")
     return table.drop_duplicates("path").reset_index(drop=True)
 
 
@@ -193,23 +206,68 @@ def _sharpness(img: Image.Image) -> float:
     return float(np.abs(lap).mean())
 
 
+@lru_cache(maxsize=1)
+def _signed_formats() -> tuple[str, ...]:
+    """The formats Pillow recognises by a signature in a file's first bytes (its plugins with an
+    `accept` test). Files are identified among these only: a few formats (TGA, ...) have no signature
+    and would claim stray non-image files."""
+    Image.init()
+    return tuple(f for f in Image.ID if Image.OPEN[f][1] is not None)
+
+
+def _claimed_format(prefix: bytes) -> str | None:
+    """The format whose signature starts `prefix`, if any: a file that claims to be an image."""
+    for f in _signed_formats():
+        try:
+            if Image.OPEN[f][1](prefix):
+                return f
+        except Exception:  # an accept test on too few bytes
+            continue
+    return None
+
+
 def _scan_file(path: str) -> dict:
+    """One file of the class folders: identified by its header (Pillow, nothing decoded), and only an
+    image is read whole. A file not used says why in `skipped` (one of SKIP_REASONS) and `error`."""
     row = {"width": np.nan, "height": np.nan, "format": None, "mode": None, "sharpness": np.nan,
-           "hash": None, "error": None, "signature": None}
+           "hash": None, "error": None, "signature": None, "skipped": None}
     try:
-        data = Path(path).read_bytes()
-        row["bytes"] = len(data)
+        if Path(path).name.startswith("."):
+            raise ImageError("hidden file (its name starts with a dot); not read", "hidden file")
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ImageError("not a regular file", "unreadable")
+        with open(path, "rb") as f:
+            try:
+                with Image.open(f, formats=_signed_formats()) as raw:  # the header only
+                    row["format"], row["mode"] = raw.format, raw.mode
+            except UnidentifiedImageError:
+                f.seek(0)
+                prefix = f.read(16)
+                if not prefix:
+                    raise ImageError("the file is empty (0 bytes)", "empty file") from None
+                if claimed := _claimed_format(prefix):
+                    raise ImageError(f"the image is damaged (it starts like {claimed}, but its header "
+                                     "cannot be read)", "unreadable") from None
+                raise ImageError("not an image file (or a format Pillow cannot read); not read",
+                                 "not an image") from None
+            except Image.DecompressionBombError:
+                raise ImageError(f"the image is too large to open safely "
+                                 f"(limit {config.MAX_IMAGE_PIXELS:,} pixels)", "too large") from None
+            f.seek(0)
+            data = f.read()
         row["hash"] = hashlib.sha1(data).hexdigest()
-        with Image.open(io.BytesIO(data)) as raw:
-            row["format"], row["mode"] = raw.format, raw.mode
         img = open_image(data)
         row["width"], row["height"] = img.size
         row["sharpness"] = _sharpness(img)
         row["signature"] = _signature(img)
     except ImageError as exc:
         row["error"] = str(exc).replace("image: ", "", 1)
-    except (OSError, UnidentifiedImageError) as exc:
+        row["skipped"] = exc.reason
+    except FileNotFoundError:
+        row["error"], row["skipped"] = "the file is gone (or a link to nothing)", "unreadable"
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         row["error"] = f"unreadable: {exc}"
+        row["skipped"] = "unreadable"
     return row
 
 
@@ -220,19 +278,20 @@ def _cache_file(root: Path) -> Path:
 
 def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
          use_cache: bool = True, progress=None) -> pd.DataFrame:
-    """A dataset folder -> one table, a row per image file.
+    """A dataset folder -> one table, a row per file in its class folders (images told by content).
 
-    Columns: path, label, width, height, bytes, format, mode, sharpness, hash, error,
-    group (near-duplicate group id), group_size, split ("train"/"val"; None for unreadable files).
-    Unreadable files stay in the table with `error` set; they are never fatal.
+    Columns: path, label, width, height, bytes, format, mode, sharpness, hash, error, skipped,
+    group (near-duplicate group id), group_size, split ("train"/"val"; None for files not used).
+    Files not used (not an image, empty, unreadable, too small or large, hidden) stay in the table
+    with `skipped` (the reason, one of SKIP_REASONS) and `error` (what exactly) set; never fatal.
     `progress(done, total)` is called while files are read. Per-file results are cached
     by path, size and modification time, so a rescan reads only new or changed files.
     """
     root = Path(root).expanduser()
-    table = list_images(root)
-    stats = [os.stat(p) for p in table["path"]]
-    table["bytes"] = [s.st_size for s in stats]
-    table["mtime"] = [s.st_mtime_ns for s in stats]
+    table = list_files(root)
+    stats = [_size_and_time(p) for p in table["path"]]
+    table["bytes"] = [s[0] for s in stats]
+    table["mtime"] = [s[1] for s in stats]
 
     cache_path = _cache_file(root)
     cached = {}
@@ -249,7 +308,7 @@ def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
             results[i] = row
             if progress and (n % 200 == 0 or n == len(todo) - 1):
                 progress(n + 1, len(todo))
-    cols = ["width", "height", "format", "mode", "sharpness", "hash", "error", "signature"]
+    cols = ["width", "height", "format", "mode", "sharpness", "hash", "error", "skipped", "signature"]
     records = []
     for i, r in enumerate(table.itertuples(index=False)):
         src = results.get(i) or cached[(r.path, r.bytes, r.mtime)]
@@ -264,6 +323,15 @@ def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
     table["split"] = split_of_groups(table["group"], val_fraction)
     table.loc[table["error"].notna(), "split"] = None
     return table.drop(columns=["mtime"])
+
+
+def _size_and_time(path: str) -> tuple[int, int]:
+    """Size and modification time of a file; (0, -1) for one that cannot be stat'ed (a broken link)."""
+    try:
+        s = os.stat(path)
+    except OSError:
+        return 0, -1
+    return s.st_size, s.st_mtime_ns
 
 
 def _cached_groups(table: pd.DataFrame, use_cache: bool) -> pd.DataFrame:
@@ -359,6 +427,16 @@ def split_of_groups(groups: pd.Series, val_fraction: float) -> pd.Series:
     return groups.map(one)
 
 
+def file_counts(table: pd.DataFrame) -> dict:
+    """"N of M": every file of the class folders (`files`), the images used (`readable`) and the
+    files not used by reason (`skipped`, most first)."""
+    reasons = table.reindex(columns=["skipped"]).loc[table["error"].notna(), "skipped"].fillna("unreadable")
+    counts = reasons.value_counts()
+    order = sorted(counts.index, key=lambda r: (-counts[r], SKIP_REASONS.index(r) if r in SKIP_REASONS else 99, r))
+    return {"files": int(len(table)), "readable": int(table["error"].isna().sum()),
+            "skipped": {str(r): int(counts[r]) for r in order}}
+
+
 def usable(table: pd.DataFrame) -> pd.DataFrame:
     """The rows that can be trained on: readable, labelled."""
     return table[table["error"].isna()].reset_index(drop=True)
@@ -411,12 +489,17 @@ def health(table: pd.DataFrame) -> dict:
     dup = good[good.duplicated("hash", keep=False)]
     labels_per_hash = dup.groupby("hash")["label"].nunique()
     groups = good[good["group_size"] > 1]
+    files = file_counts(table)
+    skipped = table[table["error"].notna()]
     report = {
-        "images": int(len(table)),
-        "readable": int(len(good)),
+        "files": files["files"],  # every file in the class folders
+        "readable": int(len(good)),  # the images used
         "class_counts": counts,
         "balance": (min(counts.values()) / max(counts.values())) if max(counts.values()) else 0.0,
-        "corrupt": table.loc[table["error"].notna(), ["path", "label", "error"]].to_dict("records"),
+        "skipped_by_reason": files["skipped"],
+        "skipped": [{"path": r.path, "label": r.label,
+                     "reason": r.skipped if isinstance(r.skipped, str) else "unreadable", "error": r.error}
+                    for r in skipped.reindex(columns=["path", "label", "skipped", "error"]).itertuples(index=False)],
         "exact_duplicate_sets": int(labels_per_hash.size),
         "exact_duplicate_files": int(len(dup) - labels_per_hash.size),
         "duplicates_across_classes": sorted(labels_per_hash[labels_per_hash > 1].index.tolist()),
@@ -459,8 +542,11 @@ def health(table: pd.DataFrame) -> dict:
         report["warnings"].append(f"classes are unbalanced ({counts}); accuracy will flatter the model.")
     if report["duplicates_across_classes"]:
         report["warnings"].append(f"{len(report['duplicates_across_classes'])} images appear in both classes.")
-    if report["corrupt"]:
-        report["warnings"].append(f"{len(report['corrupt'])} files cannot be read and are skipped.")
+    shown = {r: n for r, n in files["skipped"].items() if r != "hidden file"}  # hidden files: listed only
+    if shown:
+        report["warnings"].append(
+            f"{sum(shown.values())} of the {files['files']} files are skipped "
+            f"({', '.join(f'{n} {r}' for r, n in shown.items())}); each is listed with its reason.")
     return report
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import streamlit as st
+from PIL import Image
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
@@ -85,7 +86,7 @@ def no_exceptions(at: AppTest):
 def test_dataset_page_shows_counts_charts_health_and_images(facemask_dir, tmp_path, no_models):
     at = app("dataset", facemask_dir, tmp_path / "runs").run()  # one scan; the tabs below reuse it
     no_exceptions(at)
-    assert "Images: 11,616" in texts(at)
+    assert "Files: 11,616" in texts(at) and "Skipped: 0" in texts(at)
     drawn = charts(at)
     assert drawn["Class balance by split"]["images"].sum() == 11616
     assert set(drawn["Image width by class (px)"]["label"]) == set(config.CLASS_NAMES)
@@ -112,21 +113,34 @@ def test_dataset_page_shows_counts_charts_health_and_images(facemask_dir, tmp_pa
     assert all(" · without_mask · val" in img.proto.imgs[0].caption for img in at.get("image"))
 
 
-def test_a_small_dataset_with_a_broken_file_is_shown_in_every_tab(tiny_dataset, tmp_path, no_models):
-    (tiny_dataset / "with_mask" / "broken.jpg").write_bytes(b"\xff\xd8 half a jpeg")
+def test_a_small_dataset_with_skipped_files_is_shown_in_every_tab(tiny_dataset, tmp_path, no_models):
+    folder = tiny_dataset / "with_mask"
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 half a jpeg")
+    (folder / "forbidden.jpg").write_text("<html>403 Forbidden</html>")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    Image.open(folder / "face_000.jpg").save(folder / 'scraped.png"', format="PNG")  # an image, whatever its name
     at = app("dataset", tiny_dataset, tmp_path / "runs").run()
     no_exceptions(at)
-    assert "Images: 81" in texts(at) and "Unreadable: 1" in texts(at)
+    said = texts(at)
+    assert "Files: 84" in said and "Skipped: 3" in said and "With mask: 41" in said
+    assert "81 of 84 files are images in use" in said
     at.session_state["dataset_tab"] = "Data health"
     at.run()
     no_exceptions(at)
-    assert "cannot be read" in texts(at) and "Unreadable files (1)" in texts(at)
+    said = texts(at)
+    assert "2 of the 84 files are skipped (1 not an image, 1 unreadable)" in said
+    assert "Skipped files (3 of 84)" in said
+    by_reason, files = (df.value for df in at.dataframe[-2:])
+    assert dict(zip(by_reason["reason"], by_reason["files"])) == {"unreadable": 1, "not an image": 1, "hidden file": 1}
+    assert dict(zip(files["path"].map(lambda p: Path(p).name), files["reason"])) == {
+        "broken.jpg": "unreadable", "forbidden.jpg": "not an image", ".DS_Store": "hidden file"}
     at.session_state["dataset_tab"] = "Browse images"
     at.run()
     no_exceptions(at)
-    at.pills(key="browse_split").set_value(["unreadable"]).run()
+    at.pills(key="browse_split").set_value(["skipped"]).run()
     assert [img.proto.imgs[0].caption for img in at.get("image")] == [
-        "broken.jpg · unreadable · 0 KB · with_mask · —"]
+        ".DS_Store · hidden file · 0 KB · with_mask · —", "broken.jpg · unreadable · 0 KB · with_mask · —",
+        "forbidden.jpg · not an image · 0 KB · with_mask · —"]
 
 
 def test_a_wrong_dataset_folder_and_a_missing_model_are_explained(tmp_path, no_models):

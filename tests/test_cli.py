@@ -22,6 +22,7 @@ def test_one_epoch_run_on_real_images_writes_its_record(trained_run):
     st = runs.status(trained_run)
     assert st["state"] == "done" and st["train_images"] + st["val_images"] <= 610
     assert st["train_images"] > 350 and st["val_images"] > 60
+    assert st["data_files"] == {"files": 11616, "readable": 11616, "skipped": {}}  # the card's "N of M"
     assert len([m for m in runs.metrics(trained_run) if m["kind"] == "batch"]) == st["steps_per_epoch"]
 
 

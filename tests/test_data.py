@@ -1,4 +1,5 @@
 """Dataset folders -> tables: class folders, formats, bad files, the leak-free split, data health."""
+import json
 import os
 import re
 import shutil
@@ -10,13 +11,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import make_dataset, synthetic_face
+from conftest import cli, make_dataset, synthetic_face
 from maskdet import config, data
 
 
 def test_class_folders_are_found_by_alias_and_case(tmp_path):
     make_dataset(tmp_path, per_class=3, class_dirs=("WithMask", "No_Mask"))
-    table = data.list_images(tmp_path)
+    table = data.list_files(tmp_path)
     assert sorted(table["label"].unique()) == ["with_mask", "without_mask"]
     assert len(table) == 6
 
@@ -25,8 +26,8 @@ def test_kaggle_nested_layout_and_train_validation_test_folders_are_found(tmp_pa
     make_dataset(tmp_path / "FaceMask-Dataset-covid-19" / "FaceMask-Dataset-covid-19", per_class=2)
     for part in ("Train", "Validation", "Test"):
         make_dataset(tmp_path / "other" / part, per_class=2)
-    assert len(data.list_images(tmp_path / "FaceMask-Dataset-covid-19")) == 4
-    table = data.list_images(tmp_path / "other")
+    assert len(data.list_files(tmp_path / "FaceMask-Dataset-covid-19")) == 4
+    table = data.list_files(tmp_path / "other")
     assert len(table) == 12 and table["path"].str.contains("Validation").sum() == 4
 
 
@@ -70,19 +71,109 @@ def test_exif_orientation_is_applied(tmp_path):
     assert data.open_image(tmp_path / "r.jpg").size == (30, 60)
 
 
-def test_unreadable_files_are_listed_and_skipped_never_fatal(tiny_dataset):
+def scraped_files(folder: Path, seed: int = 0) -> dict[str, str | None]:
+    """Real images under the names scrapers leave them, and a non-image with an image suffix, written into
+    folder: file name -> the format a scan must find in it (None: not an image, to be skipped)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    formats = {'quote.png"': "PNG", "size.jpg_1088Wx1632H": "JPEG", "no_suffix": "JPEG", "UPPER.JPG": "JPEG",
+               "Mixed.Png": "PNG", "really_png.jpg": "PNG", "really_webp.jpg": "WEBP", "photo.jpeg?w=640": "JPEG"}
+    for i, (name, fmt) in enumerate(formats.items()):
+        synthetic_face(True, seed + i).save(folder / name, format=fmt)
+    (folder / "forbidden.jpg").write_text("<html><body>403 Forbidden</body></html>\n" * 2000)  # a scraper's error page
+    return {**formats, "forbidden.jpg": None}
+
+
+def files_on_disk(root: Path) -> list[str]:
+    return sorted(str(Path(d) / f) for d, _, names in os.walk(root) for f in names)
+
+
+def test_images_are_told_by_their_content_not_their_names(tiny_dataset):
+    expected = scraped_files(tiny_dataset / "with_mask")
+    table = data.scan(tiny_dataset, use_cache=False).set_index("path")
+    assert sorted(table.index) == files_on_disk(tiny_dataset)  # every file has its row
+    for name, fmt in expected.items():
+        row = table.loc[str(tiny_dataset / "with_mask" / name)]
+        if fmt:  # every image is read, whatever its name
+            assert pd.isna(row["error"]) and row["format"] == fmt and row["split"] in ("train", "val"), name
+            assert row["width"] == 64 and isinstance(row["hash"], str)
+        else:  # the non-image is listed with its reason, and not read (no content hash)
+            assert row["skipped"] == "not an image" and "not an image" in row["error"]
+            assert pd.isna(row["hash"]) and pd.isna(row["split"])
+    report = data.health(table.reset_index())
+    assert report["files"] == 80 + 9 and report["readable"] == 80 + 8
+    assert report["skipped"] == [{"path": str(tiny_dataset / "with_mask" / "forbidden.jpg"), "label": "with_mask",
+                                  "reason": "not an image", "error": table.loc[str(tiny_dataset / "with_mask" /
+                                                                                   "forbidden.jpg"), "error"]}]
+    assert report["skipped_by_reason"] == {"not an image": 1}
+    assert any(w.startswith("1 of the 89 files are skipped (1 not an image)") for w in report["warnings"])
+
+
+def test_every_file_not_used_is_listed_with_its_reason_never_fatal(tiny_dataset):
+    folder = tiny_dataset / "without_mask"
+    good = (folder / "face_000.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
     (tiny_dataset / "with_mask" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    good = (tiny_dataset / "without_mask" / "face_000.jpg").read_bytes()
-    (tiny_dataset / "without_mask" / "truncated.jpg").write_bytes(good[: len(good) // 3])
-    (tiny_dataset / "without_mask" / "empty.png").write_bytes(b"")
-    (tiny_dataset / "without_mask" / "notes.txt").write_text("not an image, not listed")
+    (folder / "empty.png").write_bytes(b"")
+    Image.new("RGB", (1, 1)).save(folder / "dot.png")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "README").write_text("no suffix and no image either")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(100))
+    synthetic_face(False, 5).save(folder / "._face_000.jpg")  # a hidden file is skipped even when it is an image
+    os.symlink(folder / "gone.jpg", folder / "dangling.jpg")
+    reasons = {"truncated.jpg": "unreadable", "broken.jpg": "unreadable", "empty.png": "empty file",
+               "dot.png": "too small", "notes.txt": "not an image", "README": "not an image",
+               ".DS_Store": "hidden file", "._face_000.jpg": "hidden file", "dangling.jpg": "unreadable"}
     table = data.scan(tiny_dataset, use_cache=False)
+    assert len(table) == len(files_on_disk(tiny_dataset)) == 89  # the dangling link included
     bad = table[table["error"].notna()]
-    assert sorted(Path(p).name for p in bad["path"]) == ["broken.jpg", "empty.png", "truncated.jpg"]
-    assert bad["split"].isna().all()
+    assert dict(zip(bad["path"].map(lambda p: Path(p).name), bad["skipped"])) == reasons
+    assert bad["split"].isna().all() and bad["group"].isna().all()
+    assert table.loc[table["skipped"] == "hidden file", "hash"].isna().all()  # hidden files are not read
     assert len(data.usable(table)) == 80
     report = data.health(table)
-    assert len(report["corrupt"]) == 3 and any("cannot be read" in w for w in report["warnings"])
+    assert report["files"] == 89 and report["readable"] == 80 and len(report["skipped"]) == 9
+    assert report["skipped_by_reason"] == {"unreadable": 3, "not an image": 2, "hidden file": 2, "empty file": 1,
+                                           "too small": 1}
+    assert {f["reason"] for f in report["skipped"]} == set(reasons.values())
+    # hidden files are listed but not warned about: every Mac-made folder has them
+    assert ("7 of the 89 files are skipped (3 unreadable, 2 not an image, 1 empty file, 1 too small); each is "
+            "listed with its reason.") in report["warnings"]
+    assert data.file_counts(table) == {"files": 89, "readable": 80, "skipped": report["skipped_by_reason"]}
+    again = data.scan(tiny_dataset)  # through the per-file cache, twice: the same reasons
+    again = data.scan(tiny_dataset)
+    pd.testing.assert_series_equal(again["skipped"], table["skipped"])
+
+
+def test_files_that_are_not_images_change_nothing_else(tiny_dataset):
+    """Same images, same table rows, hashes, groups and split (so the pixel and group caches hold)."""
+    cols = ["path", "label", "hash", "format", "width", "group", "group_size", "split"]
+    before = data.usable(data.scan(tiny_dataset, use_cache=False))[cols]
+    for folder in ("with_mask", "without_mask"):
+        (tiny_dataset / folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+        (tiny_dataset / folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))
+        (tiny_dataset / folder / "urls.txt").write_text("https://example.org/a.jpg\n")
+    after = data.scan(tiny_dataset, use_cache=False)
+    assert len(after) == 86
+    pd.testing.assert_frame_equal(data.usable(after)[cols], before, check_dtype=False)  # NaN widths make floats
+
+
+def test_scan_command_reads_every_image_and_lists_every_skipped_file(tmp_path):
+    root = make_dataset(tmp_path / "web", per_class=3)
+    expected = scraped_files(root / "with_mask")
+    (root / "without_mask" / "empty.jpg").write_bytes(b"")
+    (root / "without_mask" / ".hidden.jpg").write_bytes(b"")
+    proc = cli("scan", "--data", root, check=True)
+    out = proc.stdout.splitlines()
+    assert out[0].startswith(f"{root}: 14 readable images of 17 files")
+    assert "skipped files: 3 (1 not an image, 1 empty file, 1 hidden file)" in proc.stdout
+    skipped = sorted(line for line in out if line.startswith("skipped ["))
+    assert skipped[0].startswith("skipped [empty file] without_mask/empty.jpg: ")
+    assert skipped[1].startswith("skipped [hidden file] without_mask/.hidden.jpg: ")
+    assert skipped[2].startswith("skipped [not an image] with_mask/forbidden.jpg: not an image")
+    report = json.loads(cli("scan", "--data", root, "--json", check=True).stdout)
+    assert report["files"] == 17 and report["readable"] == 14 == 6 + sum(map(bool, expected.values()))
+    assert {Path(f["path"]).name: f["reason"] for f in report["skipped"]} == {
+        "forbidden.jpg": "not an image", "empty.jpg": "empty file", ".hidden.jpg": "hidden file"}
 
 
 def test_split_is_deterministic_and_exact_copies_share_a_split(tiny_dataset):
@@ -165,7 +256,7 @@ def test_augmentation_keeps_shape_and_range_and_changes_images():
 @pytest.mark.shared
 def test_facemask_split_keeps_augmented_families_together(facemask_dir):
     table = data.scan(facemask_dir)
-    assert len(table) == 11616 and table["error"].isna().all()
+    assert len(table) == 11616 and table["error"].isna().all() and table["skipped"].isna().all()
     # no group crosses the split, by construction ...
     assert (table.groupby("group")["split"].nunique() == 1).all()
     # ... and the groups found by content hold the Augmented_<id> families, which a random split leaks
@@ -207,7 +298,7 @@ def test_health_warns_that_image_size_gives_the_class_away(facemask_dir):
     report = data.health(data.scan(facemask_dir))
     assert report["class_counts"] == {"with_mask": 5707, "without_mask": 5909}
     assert any(w.startswith("image width alone") for w in report["warnings"])
-    assert report["corrupt"] == []
+    assert report["files"] == report["readable"] == 11616 and report["skipped"] == []
 
 
 # ---------------------------------------------------------------- Kaggle

@@ -43,6 +43,16 @@ def test_promoting_a_run_makes_it_the_active_model_with_a_card(tmp_path, shelf):
     assert "val accuracy 91.0%" in models.card_summary(written)
 
 
+def test_the_card_counts_every_file_of_the_class_folders(tmp_path, shelf):
+    dest, card = shelf
+    run = fake_run(tmp_path / "runs", "20260101-000000-cccc", b"model C")
+    counts = {"files": 3945, "readable": 3921, "skipped": {"not an image": 23, "hidden file": 1}}
+    runs.write_json(run / "status.json", {**runs.status(run), "data_files": counts})  # what training records
+    models.promote(run, dest, card)
+    written = json.loads(card.read_text())
+    assert written["data"] == "/data/facemask" and written["data_files"] == counts
+
+
 def test_promotion_keeps_the_previous_model_and_its_card_and_rollback_restores_them(tmp_path, shelf):
     dest, card = shelf
     dest.parent.mkdir()
