@@ -188,7 +188,7 @@ def test_the_kaggle_form_reports_a_failed_download_and_selects_a_finished_one(tm
     button(at, "Download").click().run()
     no_exceptions(at)
     assert at.session_state["data_dir"] == str(tiny_dataset)  # the download is now the dataset folder
-    assert "Images: 80" in texts(at) and "now the dataset folder" in texts(at)
+    assert "Files: 80" in texts(at) and "now the dataset folder" in texts(at)
 
 
 @pytest.mark.slow
