@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from maskdet import config, data, gallery, infer
+from maskdet import access, config, data, gallery, infer
 from app_pages import common
 
 EXTENSIONS = [e.lstrip(".") for e in config.IMAGE_EXTENSIONS]
@@ -18,6 +18,7 @@ PHOTO_MAX_MB = 20
 # Read top-down: the model, how to read photos, the photos, one result per photo.
 def main():
     st.title("Classify")
+    common.require("classify")
     s = common.settings()
     if s.model_path is None:
         common.classifier_or_message(None)  # says how to get a model
@@ -33,7 +34,12 @@ def main():
         return
     mtime = os.stat(s.model_path).st_mtime
     for name, blob in photos:
-        show_result(name, classify(str(s.model_path), mtime, name, blob, mode))
+        try:
+            result = classify(str(s.model_path), mtime, name, blob, mode)
+        except access.Busy as exc:  # all classification slots taken for longer than we wait: not cached
+            st.warning(f"{name}: {exc}", icon=":material/hourglass_top:")
+            continue
+        show_result(name, result)
 
 
 # Whether to look for faces in the photo or treat the whole photo as one face; returns the mode.
@@ -52,12 +58,25 @@ def inputs() -> list[tuple[str, bytes]]:
                              help=f"{', '.join(EXTENSIONS)}; up to {limit} MB a file")
     st.caption(f"JPEG, PNG, BMP, GIF, WebP or TIFF, up to {limit} MB each; photos stay on this server only "
                "for as long as this page shows them.")
-    photos = [(f.name, f.getvalue()) for f in files or []]
+    uploads = [(f.file_id, f.name, f) for f in files or []]
     if st.toggle("Use the camera", key="use_camera"):
         shot = st.camera_input("Take a photo", key="camera")
         if shot is not None:
-            photos.append(("camera photo", shot.getvalue()))
-    return photos
+            uploads.append((shot.file_id, "camera photo", shot))
+    return within_limit(uploads)
+
+
+# The uploads this session may have classified (maskdet.access.max_uploads() a session; each new file or
+# camera shot counts once), as (name, bytes); the others are named in a message and not read.
+def within_limit(uploads: list) -> list[tuple[str, bytes]]:
+    seen = st.session_state.setdefault("upload_ids", [])
+    admitted, refused = access.admit_uploads(seen, [uid for uid, _, _ in uploads])
+    if refused:
+        names = [name for uid, name, _ in uploads if uid in refused]
+        st.warning(f"This session has had its {access.max_uploads()} photos classified; not classified: "
+                   f"{', '.join(names)}. The limit keeps one visitor from taking the server from others.",
+                   icon=":material/block:")
+    return [(name, f.getvalue()) for uid, name, f in uploads if uid in admitted]
 
 
 # One photo's result, computed once per model file, photo and mode: the picture with boxes and the faces.
@@ -67,7 +86,8 @@ def classify(model_path: str, mtime: float, name: str, blob: bytes, mode: str) -
     source = io.BytesIO(blob)
     source.name = Path(name).name  # error messages name the file
     try:
-        result = dict(infer.classify_photo(classifier, source, mode=mode))
+        with access.classification_slot():  # at most access.MAX_CLASSIFICATIONS photos at once per server
+            result = dict(infer.classify_photo(classifier, source, mode=mode))
     except data.ImageError as exc:
         result = {"error": str(exc)}
     result.setdefault("faces", [])

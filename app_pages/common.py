@@ -18,6 +18,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.logger import get_logger
 
+from maskdet import access as access_rules
 from maskdet import config, data, evaluate, gallery, infer, models, runs, saliency
 
 # The server's log (stdout): one line per model load, so an operator (and the load test) can see that a
@@ -38,10 +39,60 @@ class Settings:
     model_path: Path | None
 
 
+# ---------------------------------------------------------------- who may do what (maskdet.access decides)
+
+# Session-state key of a visitor who gave the right token (a fingerprint of the token, not the token).
+SIGNED_IN = "_maskdet_signed_in"
+
+
+# This server's mode: from where it listens (server.address) and the token in MASKDET_TOKEN or secrets.toml.
+def access() -> access_rules.Access:
+    secrets = st.secrets if st.secrets.load_if_toml_exists() else None  # no secrets.toml: no error drawn
+    return access_rules.decide(st.get_option("server.address"), access_rules.token_from(secrets=secrets))
+
+
+# Whether this session may see the pages (always, unless the server asks for a token it has not had).
+def signed_in(acc: access_rules.Access | None = None) -> bool:
+    return (acc or access()).signed_in(st.session_state.get(SIGNED_IN))
+
+
+# Check a token typed by a visitor; a wrong one costs a second, so guessing is slow.
+def sign_in(acc: access_rules.Access, given: str) -> bool:
+    if acc.check_token(given):
+        st.session_state[SIGNED_IN] = access_rules.fingerprint(acc.token)
+        return True
+    time.sleep(1)
+    return False
+
+
+# Stop the page with a message unless this server's mode allows the action (the pages' second line of
+# defence: st.navigation lists only the pages the mode allows).
+def require(action: str) -> None:
+    acc = access()
+    try:
+        if not acc.signed_in(st.session_state.get(SIGNED_IN)):
+            raise access_rules.AccessDenied("Sign in with the access token first.")
+        acc.require(action)
+    except access_rules.AccessDenied as exc:
+        st.error(str(exc), icon=":material/lock:")
+        st.stop()
+
+
+# A folder typed by a user, resolved, if it lies under the allowed roots; else None and the reason shown.
+def confined(folder: str, label: str) -> Path | None:
+    try:
+        return access_rules.confine(folder)
+    except access_rules.PathRefused as exc:
+        st.error(f"{label} refused: {exc}", icon=":material/block:")
+        return None
+
+
 # ---------------------------------------------------------------- the sidebar
 
-# Draw the shared sidebar (dataset folder, model, runs folder) and return what it says.
-def sidebar() -> Settings:
+# Draw the shared sidebar (dataset folder, model, runs folder) and return what it says. A classify-only
+# server shows the model picker only (the active and previous models, no runs, no folders).
+def sidebar(acc: access_rules.Access | None = None) -> Settings:
+    acc = acc or access()
     ss = st.session_state
     ss.setdefault("data_dir", str(config.DATA_DIR))
     ss.setdefault("runs_dir", str(config.RUNS_DIR))
@@ -49,24 +100,35 @@ def sidebar() -> Settings:
         ss["data_dir"] = ss.pop("pending_data_dir")
     with st.sidebar:
         st.subheader("Settings", anchor=False)
-        st.text_input("Dataset folder", key="data_dir",
-                      help="A folder with one sub-folder per class (with_mask / without_mask, nested layouts "
-                           "such as Kaggle's download work too). Default: MASKDET_DATA or the shared data set.")
-        dataset_status(ss["data_dir"])
-        model_path = model_picker(Path(ss["runs_dir"]))
-        with st.expander("Folders"):
-            st.text_input("Runs folder", key="runs_dir", help="Where training runs are written (MASKDET_RUNS).")
-            st.caption(f"Models folder: `{config.MODELS_DIR}` (MASKDET_MODELS)")
+        if not acc.allows("choose_folders"):
+            model_path = model_picker(None)
+        else:
+            st.text_input("Dataset folder", key="data_dir",
+                          help="A folder with one sub-folder per class (with_mask / without_mask, nested layouts "
+                               "such as Kaggle's download work too). Default: MASKDET_DATA or the shared data "
+                               "set. Only folders under the allowed roots (MASKDET_DATA_ROOTS) are read.")
+            dataset_status(ss["data_dir"])
+            runs_dir = confined(ss["runs_dir"], "Runs folder")
+            model_path = model_picker(runs_dir or Path(config.RUNS_DIR))
+            with st.expander("Folders"):
+                st.text_input("Runs folder", key="runs_dir", help="Where training runs are written (MASKDET_RUNS).")
+                st.caption(f"Models folder: `{config.MODELS_DIR}` (MASKDET_MODELS)")
     return settings(model_path)
 
 
 # The settings as the sidebar left them (pages call this; the sidebar is drawn before every page).
+# A runs folder outside the allowed roots falls back to the configured one (the sidebar says why); a
+# dataset folder is checked where it is read (check_folder, load_table), so the page says why.
 def settings(model_path: Path | None = None) -> Settings:
     ss = st.session_state
     if model_path is None and ss.get("model_path"):
         model_path = Path(ss["model_path"])
-    return Settings(Path(ss.get("data_dir") or config.DATA_DIR).expanduser(),
-                    Path(ss.get("runs_dir") or config.RUNS_DIR).expanduser(), model_path)
+    runs_dir = Path(ss.get("runs_dir") or config.RUNS_DIR).expanduser()
+    try:
+        runs_dir = access_rules.confine(runs_dir)
+    except access_rules.PathRefused:
+        runs_dir = Path(config.RUNS_DIR)
+    return Settings(Path(ss.get("data_dir") or config.DATA_DIR).expanduser(), runs_dir, model_path)
 
 
 # One line under the folder box: how many class folders were found, or why the folder is unusable.
@@ -79,12 +141,15 @@ def dataset_status(folder: str) -> None:
     st.caption(" · ".join(f"{cls}: {n} folder{'s' if n != 1 else ''}" for cls, n in found.items()))
 
 
-# Pick the model the Evaluate and Classify pages use: the active one, the previous one, or a run's.
-def model_picker(runs_dir: Path) -> Path | None:
-    options = model_options(str(runs_dir), str(config.MODELS_DIR))
+# Pick the model the Evaluate and Classify pages use: the active one, the previous one, or a run's
+# (runs_dir None: the models folder's only).
+def model_picker(runs_dir: Path | None) -> Path | None:
+    options = model_options(str(runs_dir) if runs_dir else None, str(config.MODELS_DIR))
     if not options:
         st.warning("No model yet. Train one on the **Train** page and promote it, "
-                   f"or put a model at `{config.DEFAULT_MODEL}`.", icon=":material/model_training:")
+                   f"or put a model at `{config.DEFAULT_MODEL}`." if runs_dir else
+                   "No model on this server yet: its owner has to put one in place.",
+                   icon=":material/model_training:")
         st.session_state.pop("model_path", None)
         return None
     if "pending_model_path" in st.session_state:  # set by a promotion on the Train page
@@ -104,33 +169,58 @@ def model_picker(runs_dir: Path) -> Path | None:
 
 # ---------------------------------------------------------------- cached loaders
 
+# A dataset folder a page may read: allowed by the mode and under the roots, resolved; else DatasetError
+# with the reason, which the pages already show for a folder they cannot use.
+def dataset_folder(folder: str) -> str:
+    try:
+        access().require("browse")
+        return str(access_rules.confine(folder))
+    except (access_rules.AccessDenied, access_rules.PathRefused) as exc:
+        raise data.DatasetError(str(exc)) from None
+
+
 # Which class folders a dataset folder holds (cheap; re-checked every few seconds).
-@st.cache_data(ttl=5, show_spinner=False)
 def check_folder(folder: str) -> dict[str, int]:
+    return _check_folder(dataset_folder(folder))
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _check_folder(folder: str) -> dict[str, int]:
     return {cls: len(dirs) for cls, dirs in data.find_class_folders(folder).items()}
 
 
 # The dataset table of a folder, without the bulky signatures (scan caches per-file results on disk too).
-@st.cache_data(show_spinner="Reading the dataset folder (the first time takes a while)...", max_entries=4)
 def load_table(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) -> pd.DataFrame:
+    return _load_table(dataset_folder(folder), val_fraction)
+
+
+@st.cache_data(show_spinner="Reading the dataset folder (the first time takes a while)...", max_entries=4)
+def _load_table(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) -> pd.DataFrame:
     return data.scan(folder, val_fraction=val_fraction).drop(columns=["signature"])
 
 
+load_table.clear = _load_table.clear  # pages clear the tables after a download
+
+
 # The data-health report of a folder.
-@st.cache_data(show_spinner=False, max_entries=4)
 def load_health(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) -> dict:
+    return _load_health(dataset_folder(folder), val_fraction)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _load_health(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) -> dict:
     return data.health(load_table(folder, val_fraction))
 
 
 # Choices for the model picker: path -> label; models in the models folder first, then finished runs.
 @st.cache_data(ttl=3, show_spinner=False)
-def model_options(runs_dir: str, models_dir: str) -> dict[str, str]:
+def model_options(runs_dir: str | None, models_dir: str) -> dict[str, str]:
     options = {}
     for m in models.list_models(Path(models_dir)):
         role = ("Active" if Path(m["path"]) == Path(config.DEFAULT_MODEL)
                 else "Previous" if Path(m["path"]) == models.previous_model() else "Model")
         options[m["path"]] = f"{role}: {m['name']}"
-    for r in runs.list_runs(Path(runs_dir)):
+    for r in runs.list_runs(Path(runs_dir)) if runs_dir else []:
         if r.get("has_model") and r["state"] in ("done", "cancelled"):
             acc = r.get("val_accuracy")
             options[str(Path(r["path"]) / "model.keras")] = (
@@ -192,8 +282,12 @@ def classifier_or_message(path: Path | None):
 
 
 # The validation-split predictions of a model on a folder, computed once per model file and folder.
-@st.cache_data(show_spinner="Classifying the validation images (once per model)...", max_entries=6)
 def load_predictions(model_path: str, mtime: float, folder: str, val_fraction: float) -> pd.DataFrame:
+    return _load_predictions(model_path, mtime, dataset_folder(folder), val_fraction)
+
+
+@st.cache_data(show_spinner="Classifying the validation images (once per model)...", max_entries=6)
+def _load_predictions(model_path: str, mtime: float, folder: str, val_fraction: float) -> pd.DataFrame:
     table = load_table(folder, val_fraction)
     val = table[table["split"] == "val"]
     if data.usable(val).empty:

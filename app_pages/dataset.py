@@ -13,6 +13,7 @@ from app_pages import common
 # Read top-down: get the data, summarise it, show its problems, let the user browse it.
 def main():
     st.title("Dataset")
+    common.require("browse")
     s = common.settings()
     download_form()
     table = table_or_message(s.data_dir)
@@ -55,6 +56,10 @@ def download_form():
 
 # Run the download with visible progress; on success make the new folder the dataset folder.
 def download(dest: str, username: str, key: str):
+    folder = common.confined(dest, "Download folder")  # only under the allowed roots, like any dataset folder
+    if folder is None:
+        return
+    dest = str(folder)
     with st.status(f"Downloading {config.KAGGLE_DATASET} ...", expanded=True) as status:
         st.write("Contacting Kaggle; a full download takes a few minutes on a good connection.")
         try:

@@ -14,6 +14,7 @@ from app_pages import common
 # Read top-down: pick the model's predictions, choose a threshold, see the figures, then the errors.
 def main():
     st.title("Evaluate")
+    common.require("evaluate")
     s = common.settings()
     classifier = common.classifier_or_message(s.model_path)
     if classifier is None:

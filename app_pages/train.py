@@ -16,6 +16,7 @@ from app_pages import common
 # Read top-down: the form, the live run, the list of runs, comparing them, the models.
 def main():
     st.title("Train")
+    common.require("train")
     s = common.settings()
     params = training_form(s.data_dir)
     if params:

@@ -32,8 +32,10 @@ def free_port() -> int:
 class AppServer:
     """The app's server process; `log` holds what it printed (maskdet logs each model load there)."""
 
-    def __init__(self, env: dict | None = None, log: Path | None = None, start_timeout: float = 120):
+    def __init__(self, env: dict | None = None, log: Path | None = None, start_timeout: float = 120,
+                 address: str | None = "127.0.0.1"):
         self.env = {**os.environ, **(env or {})}
+        self.address = address  # --server.address; None: as the README starts it (.streamlit/config.toml's)
         self._own_log = log is None  # a log of our own making is removed on exit
         self.log = Path(log or tempfile.mkstemp(prefix="streamlit-", suffix=".log")[1])
         self.start_timeout = start_timeout
@@ -46,7 +48,7 @@ class AppServer:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-                 "--server.address", "127.0.0.1", "--server.port", str(self.port)],
+                 *(["--server.address", self.address] if self.address else []), "--server.port", str(self.port)],
                 cwd=PROJECT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         while not self.healthy():
             if self.proc.poll() is not None or time.perf_counter() - self.started > self.start_timeout:

@@ -97,6 +97,10 @@ def promote(run_dir: Path, dest: Path | None = None, card: Path | None = None) -
     """
     run_dir, dest = Path(run_dir), Path(dest or config.DEFAULT_MODEL)
     card = Path(card) if card else card_path(dest)
+    try:
+        runs.check_run_id(run_dir.name)
+    except runs.RunError as exc:
+        raise PromotionError(str(exc)) from None
     st = runs.status(run_dir)
     src = run_dir / "model.keras"
     if st["state"] in ("queued", "running"):

@@ -10,6 +10,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -162,8 +163,21 @@ def active_run(runs_dir: Path = config.RUNS_DIR) -> dict | None:
     return next((r for r in list_runs(runs_dir) if r["state"] in ("queued", "running")), None)
 
 
+# A run id is a plain name: letters, digits, '.', '_' and '-', not starting with a dot, no '..' (new_run_id()
+# gives 20261126-011810-3bf1). Checked wherever an id arrives from a user, so no id points outside runs/.
+RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+
+
+def check_run_id(run_id) -> str:
+    """The run id if it is a plain name, else RunError (a path separator, '..' or another character)."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise RunError(f"{run_id!r} is not a run id (letters, digits, '.', '_' and '-' only, "
+                       "like 20261126-011810-3bf1)")
+    return run_id
+
+
 def find(run_id: str, runs_dir: Path = config.RUNS_DIR) -> Path:
-    path = Path(runs_dir) / run_id
+    path = Path(runs_dir) / check_run_id(run_id)
     if not (path / "params.json").exists():
         raise RunError(f"no run {run_id!r} in {runs_dir}")
     return path
@@ -174,6 +188,9 @@ def find(run_id: str, runs_dir: Path = config.RUNS_DIR) -> Path:
 def cancel(run_dir: Path) -> None:
     """Ask a run to stop; it finishes its current batch, saves what it learned and says cancelled."""
     run_dir = Path(run_dir)
+    check_run_id(run_dir.name)
+    if not (run_dir / "params.json").exists():
+        raise RunError(f"{run_dir} is not a training run (no params.json)")
     (run_dir / "CANCEL").write_text(now())
 
 

@@ -16,9 +16,13 @@ _TMP = Path(tempfile.mkdtemp(prefix="maskdet-tests-"))
 atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 os.environ["MASKDET_CACHE"] = str(_TMP / "cache")
 os.environ["MASKDET_RUNS"] = str(_TMP / "runs")
+PROJECT = Path(__file__).resolve().parent.parent
+# The app reads folders under these roots only (maskdet.access): the tests' temporary folders (tmp_path) and
+# the data sets; tests of the confinement itself set narrower roots.
+os.environ["MASKDET_DATA_ROOTS"] = os.pathsep.join(
+    [tempfile.gettempdir(), str(PROJECT.parent / "shared" / "datasets"), str(PROJECT / "data")])
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "benchmarks"))  # appserver: the app's server for browser tests and benchmarks
 SHARED = PROJECT.parent / "shared" / "datasets"
 FACEMASK = SHARED / "facemask-12k"
