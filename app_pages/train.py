@@ -30,32 +30,67 @@ def main():
     model_shelf()
 
 
+BACKBONE_LABELS = {
+    "mobilenet_v2": "MobileNetV2, pretrained on ImageNet (recommended)",
+    "efficientnet_lite0": "EfficientNet-Lite0, pretrained on ImageNet",
+    "mobilenet_scratch": "MobileNet from scratch (random weights: the seed's recipe, slow to learn)",
+}
+PRESETS = {  # preset -> (epochs, sample limit)
+    "Quick try: 1 epoch on 2,000 images (about a minute here)": (1, 2000),
+    f"Full: {config.DEFAULT_EPOCHS} epochs on every image": (config.DEFAULT_EPOCHS, None),
+}
+
+
+# Apply a preset to the form's fields.
+def _apply_preset():
+    epochs, limit = PRESETS[st.session_state["f_preset"]]
+    st.session_state["f_epochs"], st.session_state["f_limit"] = epochs, limit
+
+
 # The training settings; returns them when the user presses Start, else None.
 def training_form(data_dir: Path) -> dict | None:
     with st.expander("Start a training run", expanded=not runs.list_runs(common.settings().runs_dir),
                      icon=":material/play_circle:"):
-        st.caption(f"Trains a MobileNet from scratch on `{data_dir}` in its own process; you can leave this "
-                   "page or close the browser, the run goes on. One training at a time.")
+        st.caption(f"Trains a classifier on `{data_dir}` in its own process; you can leave this page or close "
+                   "the browser, the run goes on. One training at a time. A pretrained backbone first trains "
+                   "its new head with the backbone frozen, then fine-tunes the whole network at a low rate.")
+        st.radio("Preset", list(PRESETS), key="f_preset", on_change=_apply_preset, horizontal=True, index=None,
+                 help="Fills in the epochs and the sample limit below; change them as you like.")
         with st.form("train"):
+            backbone = st.selectbox("Backbone", list(BACKBONE_LABELS), format_func=BACKBONE_LABELS.get,
+                                    key="f_backbone", help="ImageNet weights come inside the installed packages; "
+                                    "nothing is downloaded.")
             a, b, c = st.columns(3)
             epochs = a.number_input("Epochs", 1, 500, config.DEFAULT_EPOCHS, key="f_epochs")
-            batch = b.select_slider("Batch size", [8, 16, 32, 64, 128, 256], config.DEFAULT_BATCH_SIZE,
+            head_epochs = b.number_input("Head epochs (backbone frozen)", 0, 500, config.DEFAULT_HEAD_EPOCHS,
+                                         key="f_head_epochs", help="Pretrained backbones only: the first epochs "
+                                         "train the new head alone; the rest fine-tune everything.")
+            batch = c.select_slider("Batch size", [8, 16, 32, 64, 128, 256], config.DEFAULT_BATCH_SIZE,
                                     key="f_batch")
-            alpha = c.select_slider("Width (alpha)", [0.25, 0.5, 0.75, 1.0], config.DEFAULT_ALPHA, key="f_alpha",
-                                    help="MobileNet width multiplier: 0.25 is ~4x faster than 1.0 on a CPU")
             a, b, c = st.columns(3)
             lr = a.number_input("Learning rate", 1e-5, 1e-1, config.DEFAULT_LEARNING_RATE, format="%.4f",
-                                step=1e-4, key="f_lr")
+                                step=1e-4, key="f_lr", help="The head's (from scratch: the whole network's)")
+            ft_lr = b.number_input("Fine-tuning learning rate", 1e-6, 1e-2, config.DEFAULT_FINE_TUNE_LEARNING_RATE,
+                                   format="%.5f", step=1e-5, key="f_ft_lr",
+                                   help="Pretrained backbones: the rate once the backbone is unfrozen")
+            size = c.select_slider("Input size (px)", [96, 128, 160, 192, 224], config.DEFAULT_INPUT_SIZE,
+                                   key="f_size", help="Pretrained backbones see each face crop resized to this "
+                                   "size: larger is slower")
+            a, b, c = st.columns(3)
+            alpha = a.select_slider("Width (alpha, from scratch)", [0.25, 0.5, 0.75, 1.0], config.DEFAULT_ALPHA,
+                                    key="f_alpha", help="MobileNet width multiplier: 0.25 is ~4x faster than 1.0")
             val = b.slider("Validation fraction", 0.05, 0.5, config.DEFAULT_VAL_FRACTION, 0.05, key="f_val")
             limit = c.number_input("Sample limit (images)", 100, 1_000_000, value=None, step=100, key="f_limit",
                                    placeholder="all images",
                                    help="Train on a class-balanced sample of about this many images: a quick try")
-            augment = st.checkbox("Augment (flips, rotations, colour and quality changes)", True, key="f_augment")
+            augment = st.checkbox("Augment (flips, rotations, zoom, colour and quality changes)", True, key="f_augment")
             go = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
     if not go:
         return None
-    return {"epochs": int(epochs), "batch_size": int(batch), "alpha": float(alpha), "learning_rate": float(lr),
-            "val_fraction": float(val), "limit": int(limit) if limit else None, "augment": bool(augment), "seed": 0}
+    return {"backbone": backbone, "input_size": int(size), "epochs": int(epochs), "head_epochs": int(head_epochs),
+            "batch_size": int(batch), "alpha": float(alpha), "learning_rate": float(lr),
+            "fine_tune_learning_rate": float(ft_lr), "val_fraction": float(val),
+            "limit": int(limit) if limit else None, "augment": bool(augment), "seed": 0}
 
 
 # Start a run in its own process, or say why not.
@@ -202,7 +237,7 @@ def run_table(all_runs: list[dict]):
         rows.append({"run": r["run_id"], "state": r["state"],
                      "epochs": f"{r.get('completed_epochs') or 0}/{r.get('epochs') or p.get('epochs')}",
                      "val accuracy": r.get("val_accuracy"), "train images": r.get("train_images"),
-                     "alpha": p.get("alpha"), "batch": p.get("batch_size"), "learning rate": p.get("learning_rate"),
+                     "backbone": p.get("backbone", "mobilenet_scratch"), "batch": p.get("batch_size"), "learning rate": p.get("learning_rate"),
                      "limit": p.get("limit"), "time": clock(r.get("elapsed_s")) if r.get("elapsed_s") else "",
                      "error": r.get("error") or ""})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={

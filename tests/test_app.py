@@ -269,13 +269,19 @@ def test_train_starts_a_real_run_shows_it_live_and_promotes_it(facemask_dir, tmp
     runs_dir = tmp_path / "runs"
     at = app("train", facemask_dir, runs_dir).run()
     no_exceptions(at)
-    at.number_input(key="f_epochs").set_value(1)
+    assert at.selectbox(key="f_backbone").options[:2] == ["MobileNetV2, pretrained on ImageNet (recommended)",
+                                                          "EfficientNet-Lite0, pretrained on ImageNet"]
+    at.radio(key="f_preset").set_value(at.radio(key="f_preset").options[0]).run()  # the quick try
+    assert at.number_input(key="f_epochs").value == 1 and at.number_input(key="f_limit").value == 2000
     at.select_slider(key="f_batch").set_value(32)
+    at.select_slider(key="f_size").set_value(96)
     at.number_input(key="f_limit").set_value(200)
     button(at, "Start training").click().run()
     no_exceptions(at)
     started = runs.list_runs(runs_dir)
-    assert len(started) == 1 and runs.params(Path(started[0]["path"]))["limit"] == 200
+    params = runs.params(Path(started[0]["path"]))
+    assert len(started) == 1 and params["limit"] == 200 and params["epochs"] == 1
+    assert params["backbone"] == "mobilenet_v2" and params["input_size"] == 96
 
     button(at, "Start training").click().run()  # a second start while the first one trains is refused
     assert "already running" in texts(at) or runs.status(Path(started[0]["path"]))["state"] in runs.FINAL
