@@ -234,14 +234,23 @@ def run_table(all_runs: list[dict]):
     rows = []
     for r in all_runs:
         p = runs.params(Path(r["path"]))
+        evaluation = models.run_evaluation(Path(r["path"])) or {}
+        doubt = models.degenerate(evaluation)
         rows.append({"run": r["run_id"], "state": r["state"],
                      "epochs": f"{r.get('completed_epochs') or 0}/{r.get('epochs') or p.get('epochs')}",
-                     "val accuracy": r.get("val_accuracy"), "train images": r.get("train_images"),
+                     "balanced accuracy": evaluation.get("balanced_accuracy"),
+                     "val accuracy": r.get("val_accuracy"), "warning": f"⚠ {doubt}" if doubt else "",
+                     "train images": r.get("train_images"),
                      "backbone": p.get("backbone", "mobilenet_scratch"), "batch": p.get("batch_size"), "learning rate": p.get("learning_rate"),
                      "limit": p.get("limit"), "time": clock(r.get("elapsed_s")) if r.get("elapsed_s") else "",
                      "error": r.get("error") or ""})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-        "val accuracy": st.column_config.ProgressColumn("val accuracy", format="percent", min_value=0, max_value=1),
+        # numbers, not bars: a model that always answers the majority class reads 62.7% and must not look good
+        "balanced accuracy": st.column_config.NumberColumn(
+            "balanced accuracy", format="percent", help="the mean of the two classes' recalls: 50% for a model "
+            "that gives every face the same answer"),
+        "val accuracy": st.column_config.NumberColumn("val accuracy", format="percent"),
+        "warning": st.column_config.TextColumn("warning", width="medium"),
         "error": st.column_config.TextColumn("error", width="large")})
 
 
@@ -295,20 +304,34 @@ def run_details(all_runs: list[dict]):
     left.markdown("**Settings**")
     settings = pd.Series({k: str(v) for k, v in runs.params(run_dir).items()}, name="value")
     left.dataframe(settings, width="stretch")
-    evaluation = runs.read_json(run_dir / "evaluation.json", None)
+    evaluation = models.run_evaluation(run_dir)
+    doubt = models.degenerate(evaluation)
     if evaluation:
         right.markdown("**Validation**")
-        right.metric("Accuracy", f"{evaluation['accuracy']:.1%}",
-                     help=f"balanced accuracy {evaluation.get('balanced_accuracy', 0):.1%}, "
-                          f"{evaluation.get('n')} images")
+        a, b = right.columns(2)
+        a.metric("Balanced accuracy", f"{evaluation.get('balanced_accuracy', 0):.1%}",
+                 help="the mean of the two classes' recalls: 50% for a model that gives every face the same answer")
+        b.metric("Accuracy", f"{evaluation['accuracy']:.1%}", help=f"{evaluation.get('n')} images")
+        if evaluation.get("confusion_matrix"):
+            right.dataframe(pd.DataFrame(evaluation["confusion_matrix"],
+                                         index=[f"true {c}" for c in config.CLASS_NAMES],
+                                         columns=[f"predicted {c}" for c in config.CLASS_NAMES]), width="stretch")
+    if doubt:
+        st.warning(f"**This model does not tell the classes apart**: {doubt}. Its accuracy only repeats the "
+                   "share of the majority class.", icon=":material/warning:")
     if r.get("error"):
         st.error(r["error"])
     if r.get("has_model") and r["state"] in ("done", "cancelled"):
+        anyway = doubt and st.checkbox("Promote it anyway: I know it answers (almost) the same for every face",
+                                       key="promote_anyway")
         if st.button("Make this the active model", icon=":material/publish:", key="promote",
+                     disabled=bool(doubt) and not anyway,
                      help=f"Copies its model.keras to {config.DEFAULT_MODEL} and writes a model card; "
-                          "the current active model is kept as the previous one."):
+                          "the current active model is kept as the previous one."
+                          + (" Tick the box above first: this model does not tell the classes apart." if doubt
+                             else "")):
             try:
-                models.promote(run_dir)
+                models.promote(run_dir, force=bool(anyway))
                 common.model_options.clear()
                 st.session_state["pending_model_path"] = str(config.DEFAULT_MODEL)
                 st.session_state["promote_message"] = f"Run {run_id} is now the active model."

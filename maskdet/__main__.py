@@ -100,6 +100,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=config.RUNS_DIR)
     p.add_argument("--scenes", type=Path, help="a face-mask-scenes folder (VOC): add the cross-source figures "
                                                 "of the model to its card")
+    p.add_argument("--force", action="store_true", help="promote a model that does not tell the classes apart "
+                                                        "(constant output or balanced accuracy under 60%%) anyway")
 
     sub.add_parser("rollback", help="swap the active model with the previous one")
 
@@ -302,8 +304,13 @@ def cmd_promote(a):
 
     from . import evaluate, infer, models, runs, scenes
 
-    dest = models.promote(runs.find(a.run_id, a.runs_dir))
+    try:
+        dest = models.promote(runs.find(a.run_id, a.runs_dir), force=a.force)
+    except models.DegenerateModel as exc:
+        raise models.PromotionError(f"{exc}; not promoted (`promote {a.run_id} --force` promotes it anyway)") from None
     card = models.read_card(dest)
+    if card.get("promoted_despite"):
+        print(f"warning: promoted although {card['promoted_despite']}", file=sys.stderr)
     card["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
     clf = infer.Classifier.load(dest)
     card["scoring"] = ("mean P(mask) of each face and its mirror image" if clf.mirror else "P(mask) of each face")

@@ -21,6 +21,46 @@ class PromotionError(RuntimeError):
     the message says why, for a user."""
 
 
+class DegenerateModel(PromotionError):
+    """A run whose model does not tell the classes apart (degenerate()): promoted only with force=True."""
+
+    def __init__(self, run_id: str, reason: str):
+        super().__init__(f"run {run_id} does not tell the classes apart: {reason}")
+        self.reason = reason
+
+
+# Below this balanced accuracy a model is little better than always giving the same answer.
+MIN_BALANCED_ACCURACY = 0.6
+
+
+def degenerate(evaluation: dict | None) -> str | None:
+    """Why a model's validation figures say it answers (almost) the same for every face, or None.
+
+    A model is degenerate when a predicted class column of the confusion matrix is empty (it never
+    answers that class) or when its balanced accuracy is under MIN_BALANCED_ACCURACY. Its plain
+    accuracy then only repeats the share of the majority class ([[94, 0], [56, 0]] reads 62.7%).
+    None when there are no figures (runs from before evaluation.json).
+    """
+    if not evaluation:
+        return None
+    cm = evaluation.get("confusion_matrix")
+    if cm and sum(map(sum, cm)):
+        for k, cls in enumerate(config.CLASS_NAMES):
+            if not sum(row[k] for row in cm):
+                other = config.CLASS_NAMES[1 - k]
+                return f"constant output: it answers {other} for every validation image, never {cls}"
+    balanced = evaluation.get("balanced_accuracy")
+    if isinstance(balanced, (int, float)) and balanced < MIN_BALANCED_ACCURACY:
+        return (f"balanced accuracy {balanced:.1%} (under {MIN_BALANCED_ACCURACY:.0%}): "
+                "little better than giving every face the same answer")
+    return None
+
+
+def run_evaluation(run_dir: Path) -> dict | None:
+    """A run's validation figures (its evaluation.json), or None before it has them."""
+    return runs.read_json(Path(run_dir) / "evaluation.json", None)
+
+
 def previous_model(model: Path | None = None) -> Path:
     """Where the model replaced by the last promotion is kept (still a loadable .keras file)."""
     model = Path(model or config.DEFAULT_MODEL)
@@ -105,11 +145,12 @@ def make_card(run_dir: Path, name: str | None = None) -> dict:
     }
 
 
-def promote(run_dir: Path, dest: Path | None = None, card: Path | None = None) -> Path:
+def promote(run_dir: Path, dest: Path | None = None, card: Path | None = None, force: bool = False) -> Path:
     """Make a finished run's model.keras the active model, keeping the one it replaces; returns dest.
 
     The replaced model becomes previous_model(dest) and its card previous_card(card), whatever the card
-    says (the shipped model's card is written by hand and kept as it is).
+    says (the shipped model's card is written by hand and kept as it is). A degenerate model raises
+    DegenerateModel unless force is given; its card then says why it was doubtful.
     """
     run_dir, dest = Path(run_dir), Path(dest or config.DEFAULT_MODEL)
     card = Path(card) if card else card_path(dest)
@@ -124,7 +165,12 @@ def promote(run_dir: Path, dest: Path | None = None, card: Path | None = None) -
     if not src.exists():
         raise PromotionError(f"run {run_dir.name} has no model.keras ({st['state']}"
                              f"{': ' + st['error'] if st.get('error') else ''})")
+    doubt = degenerate(run_evaluation(run_dir))
+    if doubt and not force:
+        raise DegenerateModel(run_dir.name, doubt)
     new_card = make_card(run_dir, dest.stem)
+    if doubt:
+        new_card["promoted_despite"] = doubt
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         if runs.sha256_of(dest) == new_card["sha256"]:

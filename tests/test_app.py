@@ -299,8 +299,45 @@ def test_train_starts_a_real_run_shows_it_live_and_promotes_it(facemask_dir, tmp
     assert "done" in said and "validation accuracy" in said
     assert set(charts(at)["Loss"]["series"]) == {"train (batch)", "train (epoch)", "validation"}
 
+    if any(c.key == "promote_anyway" for c in at.checkbox):  # 1 epoch on 200 images may still answer one class
+        at.checkbox(key="promote_anyway").check().run()
     at.button(key="promote").click().run()
     no_exceptions(at)
     assert config.DEFAULT_MODEL.exists() and json.loads(config.MODEL_CARD.read_text())["source_run"] == status["run_id"]
     assert "is now the active model" in texts(at)
     assert at.selectbox(key="model_path").value == str(config.DEFAULT_MODEL)
+
+
+def fake_finished_run(runs_dir: Path, run_id: str, confusion_matrix, state="done") -> Path:
+    """A finished run folder with a model.keras of a few bytes (promotion copies it, the Train page never
+    loads it) and its validation figures."""
+    from maskdet import evaluate
+
+    run_dir = runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    runs.write_json(run_dir / "params.json", {"data": str(runs_dir), "epochs": 1, "batch_size": 32})
+    (tp, fn), (fp, tn) = confusion_matrix
+    m = evaluate.metrics([1] * (tp + fn) + [0] * (fp + tn), [0.9] * tp + [0.1] * fn + [0.9] * fp + [0.1] * tn)
+    runs.write_json(run_dir / "evaluation.json", m)
+    runs.write_json(run_dir / "status.json", {"run_id": run_id, "state": state, "epochs": 1, "completed_epochs": 1,
+                                              "val_accuracy": m["accuracy"]})
+    (run_dir / "model.keras").write_bytes(b"not really a model " + run_id.encode())
+    return run_dir
+
+
+def test_a_constant_model_shows_balanced_accuracy_a_warning_and_needs_a_confirmation(tmp_path, no_models):
+    run_dir = fake_finished_run(tmp_path / "runs", "20260101-000000-c0de", [[94, 0], [56, 0]])
+    at = app("train", tmp_path, tmp_path / "runs").run()
+    no_exceptions(at)
+    table = next(d.value for d in at.dataframe if "run" in d.value)  # the run list
+    row = table[table["run"] == run_dir.name].iloc[0]
+    assert row["balanced accuracy"] == pytest.approx(0.5) and "constant output" in row["warning"]
+    said = texts(at)
+    assert "Balanced accuracy: 50.0%" in said and "does not tell the classes apart" in said
+    assert at.button(key="promote").disabled  # no promotion without the explicit override
+    at.checkbox(key="promote_anyway").check().run()
+    assert not at.button(key="promote").disabled
+    at.button(key="promote").click().run()
+    no_exceptions(at)
+    assert config.DEFAULT_MODEL.read_bytes() == (run_dir / "model.keras").read_bytes()
+    assert "constant output" in json.loads(config.MODEL_CARD.read_text())["promoted_despite"]

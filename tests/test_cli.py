@@ -115,7 +115,7 @@ def test_promote_writes_a_card_whose_validation_figures_evaluate_reproduces(tmp_
     env = {"MASKDET_MODELS": str(tmp_path / "models"), "MASKDET_RUNS": str(tmp_path / "runs")}
     run_dir = Path(cli("train", "--data", dataset, "--epochs", 1, "--batch-size", 16, "--alpha", 0.25, env=env,
                        check=True).stdout.strip().splitlines()[0])
-    proc = cli("promote", run_dir.name, env=env, check=True)
+    proc = cli("promote", run_dir.name, "--force", env=env, check=True)  # 1 epoch on 60 faces may answer one class
     active = Path(proc.stdout.strip())
     assert active == tmp_path / "models" / "maskdet.keras"
     card = json.loads((tmp_path / "models" / "maskdet.card.json").read_text())
@@ -123,3 +123,17 @@ def test_promote_writes_a_card_whose_validation_figures_evaluate_reproduces(tmp_
     again = json.loads(cli("evaluate", "--data", dataset, "--split", "val", "--json", env=env, check=True).stdout)
     assert again["confusion_matrix"] == card["metrics"]["confusion_matrix"]
     assert again["accuracy"] == pytest.approx(card["metrics"]["accuracy"])
+
+
+def test_promote_refuses_a_constant_model_without_force_and_says_why(tmp_path):
+    from test_models import fake_run
+
+    run = fake_run(tmp_path / "runs", "20260101-000000-ffff", b"model F", accuracy=0.627)
+    runs.write_json(run / "evaluation.json", {"accuracy": 0.627, "balanced_accuracy": 0.5, "n": 150,
+                                              "confusion_matrix": [[94, 0], [56, 0]], "threshold": 0.5})
+    env = {"MASKDET_MODELS": str(tmp_path / "models"), "MASKDET_RUNS": str(tmp_path / "runs")}
+    proc = cli("promote", run.name, env=env)
+    assert proc.returncode == 2
+    assert "constant output" in proc.stderr and "--force" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "models" / "maskdet.keras").exists()
+    assert "--force" in cli("promote", "--help").stdout

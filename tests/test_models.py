@@ -137,3 +137,25 @@ def test_grad_cam_gives_one_normalised_map_per_image_for_a_trained_model(trained
     assert max(shown.size) == 160
     both = saliency.grad_cam(model, pixels[:1], target=list(config.CLASS_NAMES[:1]))
     assert both.shape == (1, *config.IMAGE_SIZE)
+
+
+def test_a_model_that_answers_one_class_for_everything_is_degenerate():
+    constant = {"accuracy": 0.627, "balanced_accuracy": 0.5, "confusion_matrix": [[94, 0], [56, 0]]}
+    assert "constant output" in models.degenerate(constant) and "never without_mask" in models.degenerate(constant)
+    weak = {"accuracy": 0.6, "balanced_accuracy": 0.55, "confusion_matrix": [[50, 44], [40, 16]]}
+    assert "balanced accuracy 55.0%" in models.degenerate(weak)
+    assert models.degenerate({"balanced_accuracy": 0.9, "confusion_matrix": [[90, 10], [10, 90]]}) is None
+    assert models.degenerate(None) is None  # a run from before evaluation.json: nothing to judge
+
+
+def test_a_degenerate_model_is_promoted_only_when_forced_and_its_card_says_why(tmp_path, shelf):
+    dest, card = shelf
+    run = fake_run(tmp_path / "runs", "20260101-000000-eeee", b"model E", accuracy=0.627)
+    runs.write_json(run / "evaluation.json", {"accuracy": 0.627, "balanced_accuracy": 0.5, "n": 150,
+                                              "confusion_matrix": [[94, 0], [56, 0]], "threshold": 0.5})
+    with pytest.raises(models.DegenerateModel, match="constant output"):
+        models.promote(run, dest, card)
+    assert not dest.exists()
+    models.promote(run, dest, card, force=True)
+    assert dest.read_bytes() == b"model E"
+    assert "constant output" in json.loads(card.read_text())["promoted_despite"]
