@@ -36,7 +36,7 @@ def epoch_timer():
 
 
 def fit(ds, n_images, epochs, alpha, steps=None):
-    model = model_lib.compile_model(model_lib.make_model(alpha))
+    model = model_lib.compile_model(model_lib.make_model("mobilenet_scratch", alpha=alpha))
     timer = epoch_timer()
     model.fit(ds, epochs=epochs, steps_per_epoch=steps, callbacks=[timer], verbose=0)
     return [n_images / t for t in timer.times]

@@ -7,19 +7,19 @@ from maskdet import config, data, infer, model as model_lib
 
 
 def test_mobilenet_from_scratch_takes_raw_pixels_and_gives_one_probability():
-    m = model_lib.make_model(alpha=0.25)
+    m = model_lib.make_model("mobilenet_scratch", alpha=0.25)
     assert m.input_shape == (None, *config.INPUT_SHAPE) and m.output_shape == (None, 1)
     x = np.random.default_rng(0).integers(0, 256, (2, *config.INPUT_SHAPE)).astype(np.float32)
     p = np.asarray(m(x, training=False))
     assert p.shape == (2, 1) and np.all((p > 0) & (p < 1))
     assert m.get_layer("rescale") is not None  # preprocessing travels with the model
-    wider = model_lib.make_model(alpha=0.5)
+    wider = model_lib.make_model("mobilenet_scratch", alpha=0.5)
     assert wider.count_params() > m.count_params()
 
 
 def test_saved_model_loads_safely_and_classifies_every_input(tmp_path):
     path = tmp_path / "m.keras"
-    model_lib.make_model(alpha=0.25).save(path)
+    model_lib.make_model("mobilenet_scratch", alpha=0.25).save(path)
     clf = infer.Classifier.load(path)
     face = tmp_path / "face.png"
     synthetic_face(True, 3).save(face)

@@ -87,7 +87,7 @@ def test_every_bad_image_gets_a_clear_reason_and_odd_ones_are_read(tmp_path):
 def test_a_batch_with_bad_inputs_still_classifies_the_good_ones(tmp_path):
     from maskdet import infer
 
-    model_lib.make_model(alpha=0.25).save(tmp_path / "m.keras")
+    model_lib.make_model("mobilenet_scratch", alpha=0.25).save(tmp_path / "m.keras")
     clf = infer.Classifier.load(tmp_path / "m.keras")
     files = bad_inputs(tmp_path)
     results = clf.classify_crops(list(files.values()))
@@ -100,7 +100,7 @@ def test_a_batch_with_bad_inputs_still_classifies_the_good_ones(tmp_path):
 
 @pytest.mark.slow
 def test_cli_predict_reports_each_bad_input_on_its_line(tmp_path):
-    model_lib.make_model(alpha=0.25).save(tmp_path / "m.keras")
+    model_lib.make_model("mobilenet_scratch", alpha=0.25).save(tmp_path / "m.keras")
     files = bad_inputs(tmp_path)
     proc = cli("predict", "--model", tmp_path / "m.keras", "--json", "--crop", *files.values(), tmp_path / "missing.jpg")
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
