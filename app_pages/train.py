@@ -115,9 +115,12 @@ def live_run(runs_dir: str):
     seen = st.session_state.get("live_seen")
     now_seen = (latest["run_id"], latest["state"]) if latest else None
     st.session_state["live_seen"] = now_seen
-    if seen and now_seen and seen[0] == now_seen[0] and seen[1] in ("queued", "running") and now_seen[1] in runs.FINAL:
-        common.model_options.clear()
-        st.rerun(scope="app")  # the run list, comparisons and model picker change too
+    if seen and now_seen and seen != now_seen:
+        # a run started, began training or ended: the parts of the page outside this fragment (run details,
+        # comparisons, the model picker) show states too, so they are drawn again
+        if now_seen[1] in runs.FINAL:
+            common.model_options.clear()
+        st.rerun(scope="app")
     if latest is None:
         st.info("No training runs yet. Start one above: 3 epochs on a 2,000-image sample take a few minutes "
                 "on a laptop CPU.", icon=":material/model_training:")
@@ -296,10 +299,13 @@ def run_details(all_runs: list[dict]):
     st.subheader("Run details")
     ids = [r["run_id"] for r in all_runs]
     by_id = {r["run_id"]: r for r in all_runs}
-    run_id = st.selectbox("Run", ids, key="detail_run",
-                          format_func=lambda i: f"{i} ({by_id[i]['state']})")
-    r = by_id[run_id]
-    run_dir = Path(r["path"])
+    # The choices are the run ids alone: the browser keeps a keyed selectbox's label as first drawn, so a
+    # state in it would go on saying "(queued)" after the run has started or finished.
+    run_id = st.selectbox("Run", ids, key="detail_run")
+    run_dir = Path(by_id[run_id]["path"])
+    r = runs.status(run_dir)  # read again: the list may be seconds old
+    st.markdown(f"Run {run_id}: **{r['state']}**" + (f" · epoch {r.get('completed_epochs') or 0}/{r['epochs']}"
+                                                      if r.get("epochs") else ""))
     left, right = st.columns(2)
     left.markdown("**Settings**")
     settings = pd.Series({k: str(v) for k, v in runs.params(run_dir).items()}, name="value")

@@ -232,3 +232,40 @@ def test_an_oversized_upload_is_refused_next_to_the_uploader_and_the_next_photo_
     uploader.set_input_files(str(face))
     page.locator("[data-testid=stMain] h2").filter(has_text="mask").first.wait_for()
     assert refusal.is_visible()  # the refusal stays next to its file
+
+
+def test_run_details_follow_a_run_from_queued_to_running_to_done(browser, tmp_path):
+    """The run details must not keep saying "(queued)" once the run trains or has finished: they lie outside
+    the live fragment, and the browser kept the run picker's first label even after the page was redrawn."""
+    from maskdet import runs
+
+    run_dir = tmp_path / "runs" / "20260101-000000-beef"
+    run_dir.mkdir(parents=True)
+    runs.write_json(run_dir / "params.json", {"data": str(tmp_path), "epochs": 1})
+    status = {"run_id": run_dir.name, "state": "queued", "epochs": 1, "pid": os.getpid()}  # a live process
+    runs.write_json(run_dir / "status.json", status)
+    env = {"MASKDET_DATA": str(tmp_path), "MASKDET_RUNS": str(tmp_path / "runs"),
+           "MASKDET_MODELS": str(tmp_path / "models")}
+    with AppServer(env=env, log=tmp_path / "server.log") as server:
+        context = browser.new_context(viewport={"width": 1400, "height": 1800})
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        page.goto(f"{server.url}/train")
+        page.get_by_role("heading", name="Run details").wait_for()
+        settle(page)
+        details = page.get_by_role("combobox", name="Run", exact=True)
+        main = page.locator("[data-testid=stMain]")
+        assert details.input_value() == run_dir.name and f"Run {run_dir.name}: queued" in main.inner_text()
+
+        def shows(state: str) -> bool:  # the fragment looks every 2 s: give it a few turns
+            for _ in range(20):
+                if f"Run {run_dir.name}: {state}" in main.inner_text():
+                    return "(queued)" not in details.input_value()
+                page.wait_for_timeout(500)
+            return False
+
+        runs.write_json(run_dir / "status.json", {**status, "state": "running", "step": 1, "steps_per_epoch": 9})
+        assert shows("running"), details.input_value()
+        runs.write_json(run_dir / "status.json", {**status, "state": "done", "completed_epochs": 1})
+        assert shows("done"), details.input_value()
+        context.close()
