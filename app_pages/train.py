@@ -358,10 +358,30 @@ def model_shelf():
     st.dataframe(pd.DataFrame([{"file": m["name"], "card": models.card_summary(m["card"]),
                                 "size (MB)": round((m["bytes"] or 0) / 1e6, 1)} for m in shelf]),
                  hide_index=True, width="stretch")
-    if models.previous_model().exists() and st.button("Roll back to the previous model", icon=":material/undo:",
-                                                     key="rollback"):
+    if msg := st.session_state.pop("rollback_message", None):
+        st.success(msg, icon=":material/undo:")
+    if models.previous_model().exists():
+        rollback_form(shelf)
+
+
+# Swap the active and the previous model, once the user has ticked that they mean it. The box and the button
+# are keyed by the folder's version: after a swap both are new, so a second press (or a click queued meanwhile)
+# cannot swap back unseen.
+def rollback_form(shelf: list[dict]):
+    active, previous = shelf[0], next(m for m in shelf if Path(m["path"]) == models.previous_model())
+    st.markdown(f"**Roll back** swaps the two: the previous model (`{previous['name']}`: "
+                f"{models.card_summary(previous['card'])}) becomes the active one, and the active model "
+                f"(`{active['name']}`: {models.card_summary(active['card'])}) becomes the previous one. "
+                "Rolling back again swaps them back.")
+    version = models.version()
+    sure = st.checkbox("Yes, swap the active and the previous model", key=f"rollback_sure_{version}")
+    if st.button("Roll back to the previous model", icon=":material/undo:", key=f"rollback_{version}",
+                 disabled=not sure):
         models.rollback()
         common.model_options.clear()
+        st.session_state["rollback_message"] = (
+            f"Rolled back: the active model is now the one of {models.card_summary(previous['card'])}; the one of "
+            f"{models.card_summary(active['card'])} is kept as the previous model.")
         st.rerun()
 
 

@@ -8,6 +8,7 @@ one, never half of one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -213,6 +214,18 @@ def rollback(dest: Path | None = None, card: Path | None = None) -> Path:
     else:
         prev_card.unlink(missing_ok=True)
     return dest
+
+
+def version(models_dir: Path | None = None) -> str:
+    """A token that changes whenever a file of the models folder is added, removed or replaced (a promotion,
+    a rollback, from any process): views of the folder are keyed by it, so none outlives a change."""
+    models_dir = Path(models_dir or config.MODELS_DIR)
+    try:
+        entries = sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(models_dir)
+                         if not e.name.startswith(".") and e.is_file())
+    except OSError:  # no folder yet
+        entries = []
+    return hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
 
 
 def describe(model: Path) -> dict:

@@ -341,3 +341,28 @@ def test_a_constant_model_shows_balanced_accuracy_a_warning_and_needs_a_confirma
     no_exceptions(at)
     assert config.DEFAULT_MODEL.read_bytes() == (run_dir / "model.keras").read_bytes()
     assert "constant output" in json.loads(config.MODEL_CARD.read_text())["promoted_despite"]
+
+
+def test_rollback_says_what_it_swaps_asks_first_and_a_second_press_does_not_swap_back(tmp_path, no_models):
+    from maskdet import models
+
+    old = fake_finished_run(tmp_path / "runs", "20260101-000000-0001", [[90, 10], [10, 90]])
+    new = fake_finished_run(tmp_path / "runs", "20260101-000000-0002", [[95, 5], [5, 95]])
+    models.promote(old)
+    models.promote(new)
+    at = app("train", tmp_path, tmp_path / "runs").run()
+    no_exceptions(at)
+    said = texts(at)
+    assert "swaps the two" in said and old.name in said and new.name in said
+    press = button(at, "Roll back to the previous model")
+    assert press.disabled  # asks first
+    next(c for c in at.checkbox if c.label.startswith("Yes, swap")).check().run()
+    press = button(at, "Roll back to the previous model")
+    assert not press.disabled
+    press.click().run()
+    no_exceptions(at)
+    assert config.DEFAULT_MODEL.read_bytes() == (old / "model.keras").read_bytes()
+    assert f"the active model is now the one of run {old.name}" in texts(at)
+    again = button(at, "Roll back to the previous model")
+    assert again.disabled and not next(c for c in at.checkbox if c.label.startswith("Yes, swap")).value
+    assert again.key != press.key  # a click queued on the first button (a double click) finds no button to press

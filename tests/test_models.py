@@ -1,6 +1,7 @@
 """Promoting runs to the active model, rolling back; thumbnails, face boxes and saliency maps."""
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,27 @@ def test_a_degenerate_model_is_promoted_only_when_forced_and_its_card_says_why(t
     models.promote(run, dest, card, force=True)
     assert dest.read_bytes() == b"model E"
     assert "constant output" in json.loads(card.read_text())["promoted_despite"]
+
+
+def test_what_a_promotion_keeps_for_a_rollback_stays_out_of_git_status():
+    import shutil
+    import subprocess
+
+    project = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (project / ".git").exists():
+        pytest.skip("not a git checkout")
+    kept = ["models/maskdet.previous.keras", "models/maskdet.card.json.previous", "models/.maskdet.keras.123.swap"]
+    ignored = subprocess.run(["git", "check-ignore", *kept], cwd=project, capture_output=True, text=True).stdout
+    assert ignored.split() == kept
+    assert subprocess.run(["git", "check-ignore", "-q", "models/maskdet.keras"], cwd=project).returncode == 1
+
+
+def test_the_models_folder_version_changes_with_every_promotion_and_rollback(tmp_path, shelf):
+    dest, card = shelf
+    before = models.version(dest.parent)
+    models.promote(fake_run(tmp_path / "runs", "20260101-000000-1111", b"model 1"), dest, card)
+    first = models.version(dest.parent)
+    models.promote(fake_run(tmp_path / "runs", "20260101-000000-2222", b"model 2"), dest, card)
+    second = models.version(dest.parent)
+    models.rollback(dest, card)
+    assert len({before, first, second, models.version(dest.parent)}) == 4
