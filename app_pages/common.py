@@ -144,7 +144,8 @@ def dataset_status(folder: str) -> None:
 # Pick the model the Evaluate and Classify pages use: the active one, the previous one, or a run's
 # (runs_dir None: the models folder's only).
 def model_picker(runs_dir: Path | None) -> Path | None:
-    options = model_options(str(runs_dir) if runs_dir else None, str(config.MODELS_DIR))
+    options = model_options(str(runs_dir) if runs_dir else None, str(config.MODELS_DIR),
+                            models.version(config.MODELS_DIR))
     if not options:
         st.warning("No model yet. Train one on the **Train** page and promote it, "
                    f"or put a model at `{config.DEFAULT_MODEL}`." if runs_dir else
@@ -213,8 +214,10 @@ def _load_health(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION)
 
 
 # Choices for the model picker: path -> label; models in the models folder first, then finished runs.
+# Keyed by the models folder's version, so a promotion or rollback from anywhere (another tab, the command
+# line) shows at once; the runs part is re-read every few seconds.
 @st.cache_data(ttl=3, show_spinner=False)
-def model_options(runs_dir: str | None, models_dir: str) -> dict[str, str]:
+def model_options(runs_dir: str | None, models_dir: str, models_version: str = "") -> dict[str, str]:
     options = {}
     for m in models.list_models(Path(models_dir)):
         role = ("Active" if Path(m["path"]) == Path(config.DEFAULT_MODEL)

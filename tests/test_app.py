@@ -366,3 +366,24 @@ def test_rollback_says_what_it_swaps_asks_first_and_a_second_press_does_not_swap
     again = button(at, "Roll back to the previous model")
     assert again.disabled and not next(c for c in at.checkbox if c.label.startswith("Yes, swap")).value
     assert again.key != press.key  # a click queued on the first button (a double click) finds no button to press
+
+
+def test_a_promotion_or_rollback_from_elsewhere_shows_at_the_next_redraw(tmp_path, no_models):
+    """Another tab or the command line changes the models folder: the model picker and the models table
+    follow at once (their cache is keyed by the folder's version), not a few seconds later."""
+    from maskdet import models
+
+    first = fake_finished_run(tmp_path / "runs", "20260101-000000-0003", [[90, 10], [10, 90]])
+    second = fake_finished_run(tmp_path / "runs", "20260101-000000-0004", [[95, 5], [5, 95]])
+    models.promote(first)
+    at = app("train", tmp_path, tmp_path / "runs").run()
+    no_exceptions(at)
+    assert "Previous: maskdet.previous.keras" not in at.selectbox(key="model_path").options
+    models.promote(second)  # as `python -m maskdet promote` would
+    at.run()
+    assert "Previous: maskdet.previous.keras" in at.selectbox(key="model_path").options
+    assert f"run {second.name}" in next(d.value for d in at.dataframe if "card" in d.value)["card"].iloc[0]
+    models.rollback()
+    at.run()
+    assert f"run {first.name}" in next(d.value for d in at.dataframe if "card" in d.value)["card"].iloc[0]
+    assert f"run {first.name}" in texts(at)  # the sidebar's card line of the active model
