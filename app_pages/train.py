@@ -288,7 +288,9 @@ def compare(all_runs: list[dict]):
                              x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d")),
                              y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False),
                                      axis=alt.Axis(format=".0%" if metric == "accuracy" else ".3f")),
-                             color=alt.Color("run:N", legend=alt.Legend(orient="bottom", title=None, columns=2)),
+                             # a categorical palette: the default for few runs is two close blues
+                             color=alt.Color("run:N", scale=alt.Scale(scheme="tableau10"),
+                                             legend=alt.Legend(orient="bottom", title=None, columns=2)),
                              strokeDash=alt.StrokeDash("split:N", sort=["validation", "train"], legend=None),
                              tooltip=["run", "split", "epoch", alt.Tooltip("value:Q", format=".4f")])
                          .properties(height=340), width="stretch")

@@ -387,3 +387,20 @@ def test_a_promotion_or_rollback_from_elsewhere_shows_at_the_next_redraw(tmp_pat
     at.run()
     assert f"run {first.name}" in next(d.value for d in at.dataframe if "card" in d.value)["card"].iloc[0]
     assert f"run {first.name}" in texts(at)  # the sidebar's card line of the active model
+
+
+def test_compare_runs_tells_runs_apart_with_a_categorical_palette(tmp_path, no_models):
+    for n, run_id in enumerate(("20260101-000000-0005", "20260101-000000-0006")):
+        run_dir = fake_finished_run(tmp_path / "runs", run_id, [[90, 10], [10, 90]])
+        (run_dir / "metrics.jsonl").write_text("".join(
+            json.dumps({"kind": "epoch", "epoch": e, "step": 10 * e, "loss": 0.5, "accuracy": 0.8,
+                        "val_loss": 0.6 - 0.1 * e - 0.05 * n, "val_accuracy": 0.7 + 0.1 * e + 0.05 * n}) + "\n"
+            for e in (1, 2)))
+    at = app("train", tmp_path, tmp_path / "runs").run()
+    no_exceptions(at)
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    compared = [s for s in specs if "per epoch" in str(s.get("title"))]
+    assert len(compared) == 2
+    for spec in compared:
+        assert spec["encoding"]["color"]["field"] == "run"
+        assert spec["encoding"]["color"]["scale"]["scheme"] in ("category10", "tableau10")
