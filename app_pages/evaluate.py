@@ -116,22 +116,30 @@ def per_class_table(m: dict) -> pd.DataFrame:
         {"precision": "{:.1%}", "recall": "{:.1%}", "f1": "{:.1%}", "support": "{:,}"})
 
 
-# ROC and precision-recall curves with the current threshold marked.
+# ROC and precision-recall curves with the operating point (the threshold in use) marked; zoomed by default to
+# where the curves bend (a good model's curves are the frame itself on full axes).
 def curve_charts(points: pd.DataFrame, threshold: float):
-    here = points.iloc[[int((points["threshold"] - threshold).abs().to_numpy().argmin())]]
+    here = points.iloc[[int((points["threshold"] - threshold).abs().to_numpy().argmin())]].assign(
+        label=f"threshold {threshold:.2f}")
+    full = st.toggle("Curves over the full range", key="curves_full",
+                     help="Off: zoomed to where the curves bend (maskdet.evaluate.curve_view); on: both axes 0-1")
+    view = evaluate.curve_view(points)
     left, right = st.columns(2)
-    for col, (x, y, title) in ((left, ("fpr", "tpr", "ROC curve (positive class: with mask)")),
-                               (right, ("recall", "precision", "Precision-recall (with mask)"))):
-        line = alt.Chart(points, title=title).mark_line(interpolate="step-after").encode(
-            x=alt.X(f"{x}:Q", scale=alt.Scale(domain=[0, 1]), title={"fpr": "false positive rate",
-                                                                    "recall": "recall"}[x]),
-            y=alt.Y(f"{y}:Q", scale=alt.Scale(domain=[0, 1]), title={"tpr": "true positive rate",
-                                                                    "precision": "precision"}[y]),
+    for col, (x, y, title, zoom) in ((left, ("fpr", "tpr", "ROC curve (positive class: with mask)", view["roc"])),
+                                     (right, ("recall", "precision", "Precision-recall (with mask)", view["pr"]))):
+        domain = {"x": [0, 1], "y": [0, 1]} if full else zoom
+        line = alt.Chart(points, title=title).mark_line(interpolate="step-after", clip=True).encode(
+            x=alt.X(f"{x}:Q", scale=alt.Scale(domain=domain["x"]), title={"fpr": "false positive rate",
+                                                                          "recall": "recall"}[x]),
+            y=alt.Y(f"{y}:Q", scale=alt.Scale(domain=domain["y"]), title={"tpr": "true positive rate",
+                                                                          "precision": "precision"}[y]),
             tooltip=[alt.Tooltip("threshold:Q", format=".3f"), alt.Tooltip(f"{x}:Q", format=".3f"),
                      alt.Tooltip(f"{y}:Q", format=".3f")])
-        dot = alt.Chart(here).mark_point(size=120, filled=True, color="#d73027").encode(
-            x=f"{x}:Q", y=f"{y}:Q", tooltip=[alt.Tooltip("threshold:Q", format=".3f")])
-        col.altair_chart((line + dot).properties(height=300), width="stretch")
+        dot = alt.Chart(here).mark_point(size=140, filled=True, color="#d73027", clip=True).encode(
+            x=f"{x}:Q", y=f"{y}:Q", tooltip=[alt.Tooltip("threshold:Q", format=".3f"),
+                                             alt.Tooltip(f"{x}:Q", format=".3f"), alt.Tooltip(f"{y}:Q", format=".3f")])
+        text = dot.mark_text(align="left", dx=8, dy=-8, color="#d73027", clip=True).encode(text="label:N")
+        col.altair_chart((line + dot + text).properties(height=300), width="stretch")
 
 
 # The misclassified validation images, most confidently wrong first, with where the model looked.

@@ -60,6 +60,33 @@ def curves(y_true, p_mask) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _floor(v: float, step: float = 0.05) -> float:
+    return float(np.floor(v / step) * step)
+
+
+def curve_view(points: pd.DataFrame) -> dict:
+    """Axis domains that show where the ROC and precision-recall curves bend, for curves() points.
+
+    A good model's curves hug the frame on [0, 1] axes (at AUC 0.999 they are the frame). ROC: false
+    positive rate from 0 to max(0.2, the rate at which 99% of the masked faces are found), true positive
+    rate from just under the share found with no false positive. Precision-recall: recall from just under
+    the point where precision drops below 99%, precision from just under its value at 99% recall.
+    Each view keeps at least 0.1 of each axis and never leaves [0, 1]."""
+    def knee(frame, col, at):  # the first row (in curves' threshold order) where col reaches `at`
+        hit = frame[frame[col] >= at]
+        return hit.iloc[0] if len(hit) else frame.iloc[-1]
+
+    fpr_knee = float(knee(points, "tpr", 0.99)["fpr"])
+    tpr_at_zero = float(points.loc[points["fpr"] == 0, "tpr"].max()) if (points["fpr"] == 0).any() else 0.0
+    roc = {"x": [0.0, min(1.0, max(0.2, fpr_knee))], "y": [max(0.0, min(0.9, _floor(tpr_at_zero) - 0.05)), 1.0]}
+    sharp = points[points["precision"] < 0.99]
+    recall_drop = float(sharp["recall"].min()) if len(sharp) else 1.0
+    precision_at_knee = float(knee(points, "recall", 0.99)["precision"])
+    pr = {"x": [max(0.0, min(0.9, _floor(recall_drop) - 0.05)), 1.0],
+          "y": [max(0.0, min(0.9, _floor(precision_at_knee) - 0.05)), 1.0]}
+    return {"roc": roc, "pr": pr}
+
+
 def predict_table(classifier, table: pd.DataFrame, progress=None) -> pd.DataFrame:
     """The table's readable rows with p_mask and the predicted label added."""
     good = data.usable(table)

@@ -404,3 +404,39 @@ def test_compare_runs_tells_runs_apart_with_a_categorical_palette(tmp_path, no_m
     for spec in compared:
         assert spec["encoding"]["color"]["field"] == "run"
         assert spec["encoding"]["color"]["scale"]["scheme"] in ("category10", "tableau10")
+
+
+@pytest.fixture(scope="module")
+def untrained_model(tmp_path_factory):
+    """A from-scratch MobileNet (alpha 0.25) with its random weights, saved as a .keras file: enough for the
+    Evaluate page to draw its figures, at no training cost."""
+    from maskdet import backbones, model, train
+
+    path = tmp_path_factory.mktemp("untrained") / "model.keras"
+    train.save_serving_model(model.make_model(backbones.SCRATCH, alpha=0.25), path)
+    return path
+
+
+def test_evaluate_curves_are_zoomed_with_a_full_range_toggle_and_mark_the_threshold(untrained_model, tmp_path,
+                                                                                     no_models):
+    import shutil
+
+    from conftest import make_dataset
+
+    data_dir = make_dataset(tmp_path / "faces", per_class=20)
+    shutil.copy(untrained_model, config.DEFAULT_MODEL)  # the active model (the picker lists models and runs only)
+    at = app("evaluate", data_dir, tmp_path / "runs").run()
+    no_exceptions(at)
+
+    def roc_spec():
+        spec = next(json.loads(c.proto.spec) for c in at.get("vega_lite_chart") if "ROC" in json.dumps(c.proto.spec))
+        line, dot, text = spec["layer"]
+        return line["encoding"]["x"]["scale"]["domain"], text
+
+    zoomed, label = roc_spec()
+    assert label["mark"]["type"] == "text" and label["encoding"]["text"]["field"] == "label"
+    assert "threshold 0.50" in set(charts(at)["ROC curve (positive class: with mask)"]["label"].dropna())
+    at.toggle(key="curves_full").set_value(True).run()
+    no_exceptions(at)
+    assert roc_spec()[0] == [0, 1]
+    assert zoomed[0] == 0 and zoomed[1] >= 0.2

@@ -184,3 +184,18 @@ def test_the_models_folder_version_changes_with_every_promotion_and_rollback(tmp
     second = models.version(dest.parent)
     models.rollback(dest, card)
     assert len({before, first, second, models.version(dest.parent)}) == 4
+
+
+def test_curves_of_a_near_perfect_model_are_zoomed_to_where_they_bend():
+    from maskdet import evaluate
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(500), np.zeros(500)].astype(int)
+    p = np.r_[rng.beta(20, 1, 500), rng.beta(1, 20, 500)]  # AUC ~0.999
+    view = evaluate.curve_view(evaluate.curves(y, p))
+    assert view["roc"]["x"] == [0.0, 0.2] and view["roc"]["y"][0] >= 0.5  # not the frame: the bend fills the view
+    assert view["pr"]["x"][0] >= 0.5 and view["pr"]["y"][0] >= 0.5
+    coin = evaluate.curve_view(evaluate.curves(y, rng.random(1000)))
+    assert coin["roc"]["x"][1] > 0.9 and coin["roc"]["y"] == [0.0, 1.0]  # a coin's curve needs the whole square
+    for v in (*view.values(), *coin.values()):
+        assert 0 <= v["x"][0] <= v["x"][1] - 0.1 and v["x"][1] <= 1 and 0 <= v["y"][0] <= v["y"][1] - 0.1
