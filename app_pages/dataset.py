@@ -215,11 +215,15 @@ def near_duplicates(table: pd.DataFrame):
 def browse(table: pd.DataFrame):
     left, mid, right = st.columns([2, 2, 2])
     classes = left.pills("Class", list(config.CLASS_NAMES), selection_mode="multi",
-                         default=list(config.CLASS_NAMES), key="browse_class")
+                         default=list(config.CLASS_NAMES), key="browse_class", on_change=_first_page)
     splits = mid.pills("Split", ["train", "val", "skipped"], selection_mode="multi",
-                       default=["train", "val", "skipped"], key="browse_split")
+                       default=["train", "val", "skipped"], key="browse_split", on_change=_first_page)
     order = right.selectbox("Order", ["file name", "smallest first", "largest first", "least sharp first"],
-                            key="browse_order")
+                            key="browse_order", on_change=_first_page)
+    if not classes or not splits:
+        st.info(f"Pick at least one {'class' if not classes else 'split'} above to see its images.",
+                icon=":material/filter_alt:")
+        return
     split_col = table["split"].fillna("skipped")
     rows = table[table["label"].isin(classes or []) & split_col.isin(splits or [])]
     rows = {"file name": rows.sort_values("path"),
@@ -229,6 +233,11 @@ def browse(table: pd.DataFrame):
     part = rows.iloc[common.pager(len(rows), 36, key="browse_page")]
     captions = [caption(r) for r in part.itertuples(index=False)]
     common.image_grid([picture(r) for r in part.itertuples(index=False)], captions, columns=6)
+
+
+# Back to the first page: another filter or order makes the page number shown meaningless.
+def _first_page():
+    st.session_state["browse_page"] = 1
 
 
 # A thumbnail; a file that is no image (or a hidden one) gets a placeholder and is never read.

@@ -440,3 +440,20 @@ def test_evaluate_curves_are_zoomed_with_a_full_range_toggle_and_mark_the_thresh
     no_exceptions(at)
     assert roc_spec()[0] == [0, 1]
     assert zoomed[0] == 0 and zoomed[1] >= 0.2
+
+
+def test_browse_goes_back_to_the_first_page_on_a_new_filter_or_order_and_explains_an_empty_filter(
+        tiny_dataset, tmp_path, no_models):
+    at = app("dataset", tiny_dataset, tmp_path / "runs", dataset_tab="Browse images").run()
+    no_exceptions(at)
+    at.number_input(key="browse_page").set_value(3).run()
+    assert "showing 73-80 of 80" in texts(at)
+    at.selectbox(key="browse_order").set_value("smallest first").run()
+    assert at.number_input(key="browse_page").value == 1 and "showing 1-36 of 80" in texts(at)
+    at.number_input(key="browse_page").set_value(2).run()
+    at.pills(key="browse_split").set_value(["train", "val"]).run()
+    assert at.number_input(key="browse_page").value == 1
+    at.pills(key="browse_class").set_value([]).run()
+    no_exceptions(at)
+    said = texts(at)
+    assert "Pick at least one class" in said and "showing 0-0" not in said
