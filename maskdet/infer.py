@@ -91,12 +91,14 @@ class Classifier:
     ~250 faces/s; model.predict takes ~100 ms for one face). Thread-safe: the app's sessions share one
     Classifier per model file."""
 
-    def __init__(self, model, threshold: float = 0.5, lite: bytes | None = None, mirror: bool = True):
+    def __init__(self, model, threshold: float = 0.5, lite: bytes | None = None, mirror: bool | None = None):
         import tensorflow as tf
+
+        from . import model as model_lib
 
         self.model = model
         self.threshold = threshold
-        self.mirror = mirror
+        self.mirror = model_lib.scored_with_mirror(model) if mirror is None else mirror
         self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
                                input_signature=[tf.TensorSpec([None, *config.INPUT_SHAPE], tf.float32)])
         self._lite = None
@@ -110,7 +112,7 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path = config.DEFAULT_MODEL, threshold: float = 0.5,
-             lite: str = "cached", mirror: bool = True) -> "Classifier":
+             lite: str = "cached", mirror: bool | None = None) -> "Classifier":
         """Load a .keras file. lite: "cached" uses a cached TFLite conversion when there is one,
         "convert" converts now when there is none (a few seconds, then cached), "off" never."""
         clf = cls(load_model(path), threshold, mirror=mirror)
@@ -161,10 +163,8 @@ class Classifier:
         return interp.get_tensor(out["index"]).reshape(-1).copy()
 
     def probs(self, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """(N, H, W, 3) uint8 pixels -> (N,) P(with mask); with `mirror` (the default), the mean of each
-        face's and its mirror image's probability. Mirroring is one of training's augmentations, so both
-        are faces the model knows; their mean was right more often: shipped model, validation 98.58% ->
-        98.69%, faces cut from other photos (balanced) 88.6% -> 90.4%."""
+        """(N, H, W, 3) uint8 pixels -> (N,) P(with mask); with `mirror`, the mean of each face's and its
+        mirror image's probability (model.scored_with_mirror says which models are scored so)."""
         pixels = np.asarray(pixels)
         if pixels.ndim == 3:
             pixels = pixels[None]

@@ -113,13 +113,15 @@ def test_promote_writes_a_card_whose_validation_figures_evaluate_reproduces(tmp_
 
     dataset = make_dataset(tmp_path / "faces", per_class=30)
     env = {"MASKDET_MODELS": str(tmp_path / "models"), "MASKDET_RUNS": str(tmp_path / "runs")}
-    run_dir = Path(cli("train", "--data", dataset, "--epochs", 1, "--batch-size", 16, "--alpha", 0.25, env=env,
+    run_dir = Path(cli("train", "--data", dataset, "--epochs", 1, "--batch-size", 16, "--input-size", 96, env=env,
                        check=True).stdout.strip().splitlines()[0])
     proc = cli("promote", run_dir.name, "--force", env=env, check=True)  # 1 epoch on 60 faces may answer one class
     active = Path(proc.stdout.strip())
     assert active == tmp_path / "models" / "maskdet.keras"
     card = json.loads((tmp_path / "models" / "maskdet.card.json").read_text())
-    assert card["source_run"] == run_dir.name and card["scoring"].startswith("mean P(mask)")
+    assert card["source_run"] == run_dir.name and card["backbone"] == "mobilenet_v2"
+    assert card["scoring"] == "P(mask) of each face"  # a pretrained backbone is not scored with the mirror image
+    assert card["weights_licence"].startswith("BSD-3-Clause") and "mobilenet_v2-b0353104" in card["weights_source"]
     again = json.loads(cli("evaluate", "--data", dataset, "--split", "val", "--json", env=env, check=True).stdout)
     assert again["confusion_matrix"] == card["metrics"]["confusion_matrix"]
     assert again["accuracy"] == pytest.approx(card["metrics"]["accuracy"])
