@@ -258,7 +258,7 @@ def card_summary(card: dict | None) -> str:
     """A one-line description of a card for lists: source, validation accuracy, date."""
     if not card:
         return "no model card"
-    parts = []
+    parts = [card["backbone"]] if card.get("backbone") else []
     if card.get("source_run"):
         parts.append(f"run {card['source_run']}")
     acc = (card.get("metrics") or {}).get("accuracy")
