@@ -5,6 +5,7 @@ all ML and file work happens in maskdet, these functions only call it.
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 import time
@@ -190,14 +191,28 @@ def _check_folder(folder: str) -> dict[str, int]:
     return {cls: len(dirs) for cls, dirs in data.find_class_folders(folder).items()}
 
 
-# The dataset table of a folder, without the bulky signatures (scan caches per-file results on disk too).
+# The dataset table of a folder, without the bulky signatures (scan caches per-file results on disk too),
+# with a progress bar while a folder is read and its look-alike pairs checked.
 def load_table(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) -> pd.DataFrame:
-    return _load_table(dataset_folder(folder), val_fraction)
+    bar = st.empty()
+    try:
+        return _load_table(dataset_folder(folder), val_fraction, _bar=bar)
+    finally:
+        bar.empty()
 
 
 @st.cache_data(show_spinner="Reading the dataset folder (the first time takes a while)...", max_entries=4)
-def _load_table(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) -> pd.DataFrame:
-    return data.scan(folder, val_fraction=val_fraction).drop(columns=["signature"])
+def _load_table(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION, _bar=None) -> pd.DataFrame:
+    from streamlit.runtime.caching.cached_message_replay import in_cached_function
+
+    def draw(done, total, what):
+        in_cached_function.set(False)  # in a copied context: the bar is not recorded, so no stale bar is replayed
+        _bar.progress(done / max(total, 1), text=f"{what.capitalize()}: {done:,} of {total:,}")
+
+    def progress(done, total, what="reading images"):
+        contextvars.copy_context().run(draw, done, total, what)
+
+    return data.scan(folder, val_fraction=val_fraction, progress=progress if _bar else None).drop(columns=["signature"])
 
 
 load_table.clear = _load_table.clear  # pages clear the tables after a download

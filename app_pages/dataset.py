@@ -145,10 +145,11 @@ def health(report: dict, table: pd.DataFrame):
     cols[0].metric("Exact duplicate files", report["exact_duplicate_files"],
                    help="files with the same bytes as another file (beyond the first copy)")
     cols[1].metric("Near-duplicate groups", f"{report['near_duplicate_groups']:,}",
-                   help="look-alike images (augmented copies of one photo); a group never straddles the split")
+                   help="copies of one photo (re-saved, resized, flipped, rotated, shifted, zoomed or cropped), "
+                        "each link verified by matching keypoints; a group never straddles the split")
     cols[2].metric("Images in such groups", f"{report['images_in_near_duplicate_groups']:,}")
-    cols[3].metric("Groups with both labels", report["groups_across_classes"],
-                   help="look-alikes filed under both classes: mislabelled images or very similar faces")
+    cols[3].metric("Label conflicts", len(report["label_conflicts"]),
+                   help="copies of one photo filed under both labels: one of the labels is wrong")
     left, right = st.columns([3, 2])
     shortcuts = pd.DataFrame(report["shortcuts"])
     shortcuts["verdict"] = np.where(shortcuts["shortcut"], "a shortcut", "fine")
@@ -170,10 +171,20 @@ def health(report: dict, table: pd.DataFrame):
     right.dataframe(medians.astype(float).round(1), width="stretch")
     if report["skipped"]:
         skipped_files(report)
-    if report["duplicates_across_classes"]:
-        dup = table[table["hash"].isin(report["duplicates_across_classes"])][["path", "label", "hash"]]
-        st.markdown("**The same file in both classes**")
-        st.dataframe(dup, hide_index=True, width="stretch")
+    if report["label_conflicts"]:
+        label_conflicts(report["label_conflicts"])
+
+
+# Copies of one photo filed under both labels, each conflict with its images, so the wrong label can be fixed.
+def label_conflicts(conflicts: list[dict]):
+    st.markdown(f"**Label conflicts ({len(conflicts):,})**: exact or near copies of one photo filed under both "
+                "labels; each is kept on one side of the split, and one of its labels is wrong.")
+    for n, c in enumerate(conflicts[:20]):
+        st.caption(f"Conflict {n + 1} · {c['split']}")
+        common.image_grid([gallery.thumbnail(f["path"], 128) for f in c["files"]],
+                          [f"{common.short_name(f['path'])} · {f['label']}" for f in c["files"]], columns=8)
+    if len(conflicts) > 20:
+        st.caption(f"... and {len(conflicts) - 20} more (`python -m maskdet scan --data DIR` lists them all).")
 
 
 # Every file of the class folders that is not used, counted by reason and listed with the reason.
@@ -201,8 +212,9 @@ def near_duplicates(table: pd.DataFrame):
         st.info("No near-duplicates: every image is unlike every other.")
         return
     groups = groups.sort_values(["both", "size"], ascending=False).reset_index(drop=True)
-    st.caption("Augmented copies of one photo. They are kept in the same split so validation never sees a "
-               "copy of a training face; groups filed under both labels come first.")
+    st.caption("Each group is one photo and its copies (re-saved, resized, flipped, rotated, shifted, zoomed or "
+               "cropped), every link verified by matching keypoints. A group is kept in one split so validation "
+               "never sees a copy of a training face; groups filed under both labels come first.")
     labels = {i: f"#{i + 1}: {r['size']} images · {r['labels']} · {r['split']}" for i, r in groups.iterrows()}
     pick = st.selectbox(f"Group ({len(groups):,})", list(labels), format_func=labels.get, key="dup_group")
     rows = good[good["group"] == groups.loc[pick, "group"]].sort_values("path")

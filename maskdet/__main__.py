@@ -133,25 +133,42 @@ def cmd_download(a):
 def cmd_scan(a):
     from . import data
 
-    table = data.scan(a.data, val_fraction=a.val_fraction,
-                      progress=lambda d, t: print(f"\rreading images {d}/{t}", end="", file=sys.stderr))
+    def progress(done, total, what="reading images"):
+        print(f"\r{what} {done}/{total}   ", end="", file=sys.stderr)
+
+    table = data.scan(a.data, val_fraction=a.val_fraction, progress=progress)
     print(file=sys.stderr)
     report = data.health(table)
+    root = Path(a.data).expanduser()
+
+    def rel(p):
+        return str(Path(p).relative_to(root)) if Path(p).is_relative_to(root) else str(p)
+
     if a.json:
+        good = data.usable(table)
+        families = good[good["group_size"] > 1].sort_values("path").groupby("group", sort=False)["path"]
+        report.update({
+            "n_images": report["readable"],
+            "groups": sorted(([rel(p) for p in paths] for _, paths in families), key=lambda g: g[0]),
+            "split": {rel(p): s for p, s in zip(good["path"], good["split"])},
+            "label_conflicts": [{**c, "files": [{**f, "path": rel(f["path"])} for f in c["files"]]}
+                                for c in report["label_conflicts"]],
+        })
         print(json.dumps(report, default=str))
         return
     print(f"{a.data}: {report['readable']} readable images of {report['files']} files; "
           f"classes {report['class_counts']}")
-    print(f"split: {report['split_counts']}")
+    print(f"split: {report['split_counts']} (validation: {report['val_groups']} photo families)")
     by_reason = ", ".join(f"{n} {r}" for r, n in report["skipped_by_reason"].items())
-    print(f"near-duplicate groups: {report['near_duplicate_groups']} "
+    print(f"near-duplicate groups (copies of one photo): {report['near_duplicate_groups']} "
           f"({report['images_in_near_duplicate_groups']} images); exact duplicate files: "
           f"{report['exact_duplicate_files']}; skipped files: {len(report['skipped'])}"
           + (f" ({by_reason})" if by_reason else ""))
-    root = Path(a.data).expanduser()
+    for c in report["label_conflicts"]:  # copies of one photo under two labels: data errors
+        files = ", ".join(f"{rel(f['path'])} [{f['label']}]" for f in c["files"])
+        print(f"label conflict ({c['split']}): {files}")
     for f in report["skipped"]:  # every file not used, with its reason
-        path = Path(f["path"])
-        print(f"skipped [{f['reason']}] {path.relative_to(root) if path.is_relative_to(root) else path}: {f['error']}")
+        print(f"skipped [{f['reason']}] {rel(f['path'])}: {f['error']}")
     for w in report["warnings"]:
         print(f"warning: {w}")
 

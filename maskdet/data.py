@@ -20,15 +20,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import config
+from . import config, groups
+from .groups import split_of_groups  # noqa: F401  (the split lives in groups; cards name data.split_of_groups)
 
 Image.MAX_IMAGE_PIXELS = config.MAX_IMAGE_PIXELS
-# Near-duplicates: cosine similarity of colour-layout signatures above this links two
-# images; a group never grows past MAX_GROUP so look-alike chains cannot swallow the data.
-NEAR_DUP_THRESHOLD = 0.85
-MAX_GROUP = 24
-NEIGHBOURS = 16  # links are sought among each image's nearest look-alikes only
-SCAN_CACHE_VERSION = 3  # 3: every file of the class folders, identified by content, with `skipped`
+SCAN_CACHE_VERSION = 4  # 4: keypoints for verified near-duplicate groups (maskdet.groups)
 # A property (size, sharpness...) that alone orders this share of cross-class image pairs is a shortcut
 # a model can learn instead of masks.
 SHORTCUT_SEPARABILITY = 0.75
@@ -185,20 +181,6 @@ def list_files(root: str | Path) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- scanning
 
-def _signature(img: Image.Image) -> np.ndarray:
-    """Colour-layout signature that survives the flips, small rotations, shifts and zooms
-    of augmented copies: HSV histograms of the centre, its upper and its lower half."""
-    a = np.asarray(img.resize((48, 48), Image.Resampling.BILINEAR).convert("HSV"))[6:42, 6:42]
-
-    def hist(part):
-        hsv = part.reshape(-1, 3).astype(np.int32)
-        idx = (hsv[:, 0] * 12 // 256) * 16 + (hsv[:, 1] * 4 // 256) * 4 + (hsv[:, 2] * 4 // 256)
-        x = np.sqrt(np.bincount(idx, minlength=192).astype(np.float32))
-        return x / (np.linalg.norm(x) + 1e-9)
-
-    return (np.concatenate([hist(a), hist(a[:18]), hist(a[18:])]) / np.sqrt(3)).astype(np.float32)
-
-
 def _sharpness(img: Image.Image) -> float:
     """Mean absolute Laplacian of the model-size greyscale image: low for upscaled or blurry crops."""
     g = np.asarray(img.convert("L").resize(config.IMAGE_SIZE[::-1], Image.Resampling.BILINEAR), np.float32)
@@ -230,7 +212,7 @@ def _scan_file(path: str) -> dict:
     """One file of the class folders: identified by its header (Pillow, nothing decoded), and only an
     image is read whole. A file not used says why in `skipped` (one of SKIP_REASONS) and `error`."""
     row = {"width": np.nan, "height": np.nan, "format": None, "mode": None, "sharpness": np.nan,
-           "hash": None, "error": None, "signature": None, "skipped": None}
+           "hash": None, "error": None, "signature": None, "skipped": None, "keypoints": None}
     try:
         if Path(path).name.startswith("."):
             raise ImageError("hidden file (its name starts with a dot); not read", "hidden file")
@@ -259,7 +241,8 @@ def _scan_file(path: str) -> dict:
         img = open_image(data)
         row["width"], row["height"] = img.size
         row["sharpness"] = _sharpness(img)
-        row["signature"] = _signature(img)
+        row["signature"] = groups.signature(img)
+        row["keypoints"] = groups.keypoints(img)
     except ImageError as exc:
         row["error"] = str(exc).replace("image: ", "", 1)
         row["skipped"] = exc.reason
@@ -281,11 +264,13 @@ def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
     """A dataset folder -> one table, a row per file in its class folders (images told by content).
 
     Columns: path, label, width, height, bytes, format, mode, sharpness, hash, error, skipped,
-    group (near-duplicate group id), group_size, split ("train"/"val"; None for files not used).
+    group (near-duplicate group: copies of one photo, named by its smallest content hash), group_size,
+    split_unit (groups the split keeps together), split ("train"/"val"; None for files not used).
     Files not used (not an image, empty, unreadable, too small or large, hidden) stay in the table
     with `skipped` (the reason, one of SKIP_REASONS) and `error` (what exactly) set; never fatal.
-    `progress(done, total)` is called while files are read. Per-file results are cached
-    by path, size and modification time, so a rescan reads only new or changed files.
+    `progress(done, total, what)` is called while files are read and while look-alike pairs are checked.
+    Per-file results are cached by path, size and modification time, so a rescan reads only new or changed
+    files; groups (maskdet.groups) are cached by the files' contents.
     """
     root = Path(root).expanduser()
     table = list_files(root)
@@ -303,12 +288,15 @@ def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
             cached = {}
     todo = [i for i, r in enumerate(table.itertuples(index=False)) if (r.path, r.bytes, r.mtime) not in cached]
     results: dict[int, dict] = {}
+    if todo:
+        groups.prepare()  # OpenCV loaded once, here, before the reading threads use it
     with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool:
         for n, (i, row) in enumerate(zip(todo, pool.map(_scan_file, table["path"].iloc[todo]))):
             results[i] = row
             if progress and (n % 200 == 0 or n == len(todo) - 1):
-                progress(n + 1, len(todo))
+                progress(n + 1, len(todo), "reading images")
     cols = ["width", "height", "format", "mode", "sharpness", "hash", "error", "skipped", "signature"]
+    new_keypoints = {row["hash"]: row["keypoints"] for row in results.values() if row.get("keypoints") is not None}
     records = []
     for i, r in enumerate(table.itertuples(index=False)):
         src = results.get(i) or cached[(r.path, r.bytes, r.mtime)]
@@ -319,8 +307,11 @@ def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
         tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
         table.to_pickle(tmp)
         os.replace(tmp, cache_path)
-    table = _cached_groups(table, use_cache)
-    table["split"] = split_of_groups(table["group"], val_fraction)
+    if progress:
+        progress(0, 1, "checking look-alike pairs")
+    table = _cached_groups(table, root, new_keypoints, use_cache,
+                           progress and (lambda d, t: progress(d, t, "checking look-alike pairs")))
+    table["split"] = groups.split_of_groups(table["split_unit"], val_fraction)
     table.loc[table["error"].notna(), "split"] = None
     return table.drop(columns=["mtime"])
 
@@ -334,97 +325,57 @@ def _size_and_time(path: str) -> tuple[int, int]:
     return s.st_size, s.st_mtime_ns
 
 
-def _cached_groups(table: pd.DataFrame, use_cache: bool) -> pd.DataFrame:
-    """assign_groups, remembered on disk by the files' paths and contents (grouping is most of a rescan)."""
-    key = hashlib.sha1(f"{NEAR_DUP_THRESHOLD}|{MAX_GROUP}|{NEIGHBOURS}|".encode()
+def _cached_groups(table: pd.DataFrame, root: Path, new_keypoints: dict, use_cache: bool,
+                   progress=None) -> pd.DataFrame:
+    """groups.group_images over the readable rows, remembered on disk by the files' paths and contents.
+    Keypoints live in a cache of their own (bulky; read only when the groups must be worked out)."""
+    ok = table["error"].isna().to_numpy()
+    key = hashlib.sha1(groups._PARAMS.encode()
                        + "|".join(table["path"] + ":" + table["hash"].fillna("-")).encode()).hexdigest()[:20]
     path = config.CACHE_DIR / f"groups-{key}.pkl"
+    names = units = None
     if use_cache and path.exists():
         try:
-            cached = pd.read_pickle(path)
-            return table.assign(group=cached["group"].to_numpy(), group_size=cached["group_size"].to_numpy())
+            names, units = pd.read_pickle(path)
         except Exception:  # a torn or stale cache is only a cache
-            pass
-    table = assign_groups(table)
-    if use_cache:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        table[["group", "group_size"]].to_pickle(tmp)
-        os.replace(tmp, path)
-    return table
+            names = None
+    if names is None or len(names) != len(table):
+        good = table[ok]
+        kp_path = _cache_file(root).with_name(_cache_file(root).name.replace("scan-", f"keypoints{groups.VERSION}-"))
+        stored = {}
+        if use_cache and len(new_keypoints) < good["hash"].nunique():
+            try:
+                stored = pd.read_pickle(kp_path)
+            except Exception:
+                stored = {}
+        known = {**stored, **new_keypoints}
+        path_of = dict(zip(good["hash"], good["path"]))
 
+        def keypoints_of(h):
+            if h not in known:  # the cache lost it: read the file again
+                known[h] = groups.keypoints(open_image(path_of[h]))
+            return known[h]
 
-def assign_groups(table: pd.DataFrame) -> pd.DataFrame:
-    """Group exact copies (same bytes) and near-duplicates (similar colour layout);
-    each group is named by its smallest content hash, so the name depends only on the files."""
+        names, units = np.full(len(table), None, dtype=object), np.full(len(table), None, dtype=object)
+        if len(good):
+            names[ok], units[ok] = groups.group_images(
+                good["hash"].tolist(), np.stack(good["signature"].to_numpy()), keypoints_of,
+                use_cache=use_cache, progress=progress)
+        if use_cache:
+            config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            pd.to_pickle((names, units), tmp)
+            os.replace(tmp, path)
+            if set(known) != set(stored):
+                tmp = kp_path.with_suffix(f".{os.getpid()}.tmp")
+                pd.to_pickle({h: known[h] for h in path_of if h in known}, tmp)
+                os.replace(tmp, kp_path)
     table = table.copy()
-    ok = table["error"].isna().to_numpy()
-    idx = np.flatnonzero(ok)
-    n = len(idx)
-    parent = np.arange(n)
-    size = np.ones(n, dtype=np.int64)
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    hashes = table["hash"].to_numpy()[idx]
-    first_of = {}
-    for k, h in enumerate(hashes):  # exact copies always join, whatever the size
-        if h in first_of:
-            a, b = find(k), find(first_of[h])
-            if a != b:
-                parent[a] = b
-                size[b] += size[a]
-        else:
-            first_of[h] = k
-    if n > 1:
-        sig = np.stack(table["signature"].to_numpy()[idx])
-        pairs_i, pairs_j, sims = [], [], []
-        k = min(NEIGHBOURS, n - 1)
-        for start in range(0, n, 1024):
-            block = sig[start:start + 1024] @ sig.T
-            block[np.arange(len(block)), np.arange(start, start + len(block))] = -1.0
-            cols = np.argpartition(-block, k - 1, axis=1)[:, :k]  # each image's k nearest
-            rows = np.repeat(np.arange(len(block)), k)
-            sim = block[rows, cols.ravel()]
-            keep = sim > NEAR_DUP_THRESHOLD
-            pairs_i.append(rows[keep] + start); pairs_j.append(cols.ravel()[keep]); sims.append(sim[keep])
-        pi, pj, s = np.concatenate(pairs_i), np.concatenate(pairs_j), np.concatenate(sims)
-        lo, hi = np.minimum(pi, pj), np.maximum(pi, pj)
-        _, first = np.unique(lo * n + hi, return_index=True)  # each pair once
-        pi, pj, s = lo[first], hi[first], s[first]
-        # strongest links first, ties broken by content so the result is order-free
-        order = np.lexsort((np.minimum(hashes[pi], hashes[pj]), -s))
-        for i, j in zip(pi[order], pj[order]):
-            a, b = find(i), find(j)
-            if a != b and size[a] + size[b] <= MAX_GROUP:
-                parent[a] = b
-                size[b] += size[a]
-    roots = np.array([find(i) for i in range(n)], dtype=np.int64)
-    names = pd.Series(hashes).groupby(roots).transform("min").to_numpy()
-    group = pd.Series([None] * len(table), dtype=object)
-    group.iloc[idx] = names
-    table["group"] = group.to_numpy()
+    table["group"] = names
+    table["split_unit"] = units  # groups linked by weaker evidence: kept on one side of the split too
     table["group_size"] = table.groupby("group")["path"].transform("size")
     table.loc[~ok, "group_size"] = np.nan
     return table
-
-
-def split_of_groups(groups: pd.Series, val_fraction: float) -> pd.Series:
-    """Group name -> "val" or "train": a pure function of the group's content hash, so the
-    split is the same on every machine and run, and growing val_fraction only adds groups."""
-    if not 0 < val_fraction < 1:
-        raise ValueError("val_fraction must be between 0 and 1")
-
-    def one(g):
-        if g is None or (isinstance(g, float) and np.isnan(g)):
-            return None
-        u = int(hashlib.sha1(f"maskdet-split:{g}".encode()).hexdigest()[:12], 16) / 16 ** 12
-        return "val" if u < val_fraction else "train"
-
-    return groups.map(one)
 
 
 def file_counts(table: pd.DataFrame) -> dict:
@@ -488,7 +439,7 @@ def health(table: pd.DataFrame) -> dict:
     total = sum(counts.values())
     dup = good[good.duplicated("hash", keep=False)]
     labels_per_hash = dup.groupby("hash")["label"].nunique()
-    groups = good[good["group_size"] > 1]
+    near = good[good["group_size"] > 1]
     files = file_counts(table)
     skipped = table[table["error"].notna()]
     report = {
@@ -503,9 +454,11 @@ def health(table: pd.DataFrame) -> dict:
         "exact_duplicate_sets": int(labels_per_hash.size),
         "exact_duplicate_files": int(len(dup) - labels_per_hash.size),
         "duplicates_across_classes": sorted(labels_per_hash[labels_per_hash > 1].index.tolist()),
-        "near_duplicate_groups": int(groups["group"].nunique()),
-        "images_in_near_duplicate_groups": int(len(groups)),
-        "groups_across_classes": int((groups.groupby("group")["label"].nunique() > 1).sum()),
+        "near_duplicate_groups": int(near["group"].nunique()),
+        "images_in_near_duplicate_groups": int(len(near)),
+        "groups_across_classes": int((near.groupby("group")["label"].nunique() > 1).sum()),
+        "label_conflicts": groups.label_conflicts(good),
+        "val_groups": int(good.loc[good["split"] == "val", "group"].nunique()),
         "split_counts": {s: {c: int(((good["split"] == s) & (good["label"] == c)).sum())
                              for c in config.CLASS_NAMES} for s in ("train", "val")},
         "per_class": {},
@@ -540,8 +493,10 @@ def health(table: pd.DataFrame) -> dict:
                 f"{separability:.0%} of image pairs: a model can learn it instead of masks.")
     if total and report["balance"] < 0.5:
         report["warnings"].append(f"classes are unbalanced ({counts}); accuracy will flatter the model.")
-    if report["duplicates_across_classes"]:
-        report["warnings"].append(f"{len(report['duplicates_across_classes'])} images appear in both classes.")
+    if report["label_conflicts"]:
+        report["warnings"].append(
+            f"{len(report['label_conflicts'])} photos are filed under both labels (exact or near copies; "
+            "listed as label conflicts): one of the labels is wrong.")
     shown = {r: n for r, n in files["skipped"].items() if r != "hidden file"}  # hidden files: listed only
     if shown:
         report["warnings"].append(
@@ -586,29 +541,54 @@ def labels_of(table: pd.DataFrame) -> np.ndarray:
     return (table["label"] == config.POSITIVE_CLASS).to_numpy(np.float32)
 
 
+CONTEXT_SHARE = 0.5  # share of training faces shown among other faces instead of mirrored copies of themselves
+MAX_ZOOM_OUT = 1.7  # a found face is cut with a margin: up to 0.35 of its side on each side shows its surroundings
+
+
+def _with_surroundings(images):
+    """Each face in the middle of a 3x3 mosaic: its mirror images around it (what reflect-padding shows) or,
+    for CONTEXT_SHARE of them, other faces of the batch, as neighbours in a crowd stand beside a face cut out
+    with a margin. The label stays the middle face's, so the model learns to judge the face in the centre."""
+    import tensorflow as tf
+
+    n = tf.shape(images)[0]
+    lr, ud, both = tf.reverse(images, [2]), tf.reverse(images, [1]), tf.reverse(images, [1, 2])
+    others = tf.random.uniform([n, 1, 1, 1]) < CONTEXT_SHARE
+
+    def beside(k, own):
+        return tf.where(others, tf.roll(images, k, axis=0), own)
+
+    rows = [[beside(1, both), beside(2, ud), beside(3, both)],
+            [beside(4, lr), images, beside(5, lr)],
+            [beside(6, both), beside(7, ud), beside(8, both)]]
+    return tf.concat([tf.concat(row, axis=2) for row in rows], axis=1)
+
+
 def _geometric_augment(images):
-    """Random flip, rotation (+-20 deg), zoom (-15% to +30%) and shift (+-8%) per image, as ONE projective
-    transform: four separate Keras layers cost four resamplings and ran 4x slower here."""
+    """Random flip, rotation (+-20 deg), zoom (-15% to +70% more surroundings) and shift (+-8%) per image, as
+    ONE projective transform of the face amid its surroundings (_with_surroundings): four separate Keras
+    layers cost four resamplings and ran 4x slower here."""
     import math
 
     import tensorflow as tf
 
     n = tf.shape(images)[0]
     h, w = (float(v) for v in config.IMAGE_SIZE)
+    mosaic = _with_surroundings(images)
     theta = tf.random.uniform([n], -0.06, 0.06) * 2 * math.pi
     # >1 shows more of the surroundings: found faces are cut with a margin, training crops are tight
-    scale = tf.exp(tf.random.uniform([n], -math.log(1.15), math.log(1.3)))
+    scale = tf.exp(tf.random.uniform([n], -math.log(1.15), math.log(MAX_ZOOM_OUT)))
     flip = tf.where(tf.random.uniform([n]) < 0.5, -1.0, 1.0)
     tx, ty = tf.random.uniform([n], -0.08, 0.08) * w, tf.random.uniform([n], -0.08, 0.08) * h
     cx, cy = (w - 1) / 2, (h - 1) / 2
     a0, a1 = flip * scale * tf.cos(theta), -scale * tf.sin(theta)
     b0, b1 = flip * scale * tf.sin(theta), scale * tf.cos(theta)
-    a2 = cx - a0 * cx - a1 * cy + tx
-    b2 = cy - b0 * cx - b1 * cy + ty
+    a2 = cx + w - a0 * cx - a1 * cy + tx  # the middle tile of the mosaic starts at (w, h)
+    b2 = cy + h - b0 * cx - b1 * cy + ty
     zeros = tf.zeros([n])
     transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)  # output -> input coordinates
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3], fill_value=0.0,
+        images=mosaic, transforms=transforms, output_shape=tf.shape(images)[1:3], fill_value=0.0,
         interpolation="BILINEAR", fill_mode="REFLECT")
 
 

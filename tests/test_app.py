@@ -96,10 +96,10 @@ def test_dataset_page_shows_counts_charts_health_and_images(facemask_dir, tmp_pa
     no_exceptions(at)
     said = texts(at)
     assert "image width alone tells with_mask from without_mask" in said
-    assert "Near-duplicate groups: 771" in said
+    assert "Near-duplicate groups: 713" in said and "Label conflicts: 0" in said
     group = at.selectbox(key="dup_group")
-    assert group.options[0].startswith("#1: 24 images") and len(at.get("image")) == 24
-    last = group.options[-1]  # options are shown as "#771: 2 images · ..."; the value is the group's index
+    assert group.options[0].startswith("#1: 35 images") and len(at.get("image")) == 35
+    last = group.options[-1]  # options are shown as "#713: 2 images · ..."; the value is the group's index
     group.set_value(len(group.options) - 1).run()  # click through to another group: its images replace the first
     assert len(at.get("image")) == int(last.split(": ")[1].split(" ")[0])
 

@@ -275,8 +275,8 @@ def test_facemask_split_keeps_augmented_families_together(facemask_dir):
 
 @pytest.mark.shared
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known gap: near-duplicate groups are re-formed when files are added, "
-                   "and 14.7% of the old files changed split when 10% more were added (2026-11-25)")
+@pytest.mark.xfail(strict=True, reason="known gap: 1.7% of the old files changed split when 10% more were added "
+                   "(goal 1%; was 14.7%): new files link split units through weak keypoint evidence (2026-11-26)")
 def test_adding_files_keeps_the_old_files_split(facemask_dir, tmp_path):
     # the dataset as it was before a tenth of its files were added, as links to the real files
     for cls in config.CLASS_NAMES:
@@ -290,7 +290,7 @@ def test_adding_files_keeps_the_old_files_split(facemask_dir, tmp_path):
     after = after.set_index(after["path"].map(lambda p: "/".join(Path(p).parts[-2:])))
     moved = (before["split"].to_numpy() != after.loc[before.index, "split"].to_numpy()).mean()
     print(f"old files whose split changed after adding 10% more: {moved:.2%}")
-    assert moved < 0.03
+    assert moved <= 0.01  # a group moves only when a new file proves it one photo with another group
 
 
 @pytest.mark.shared

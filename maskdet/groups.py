@@ -1,0 +1,251 @@
+"""Near-duplicate groups (copies of one photo, each link verified) and the split that keeps a group on one side.
+
+A group is a photo and its copies: the same bytes, or the same picture re-encoded, resized, flipped,
+rotated (up to about 40 degrees), shifted, zoomed or cropped, as augmentation makes them. Two steps:
+candidates are each image's nearest look-alikes by a colour-layout signature (cheap, flip-tolerant,
+but it also likes different people in similar masks); each candidate pair is then verified by matching
+ORB keypoints and fitting one similarity transform (rotation, scale, shift) with RANSAC, on the image
+and on its mirror image. Different people share colours, never dozens of keypoints in one rigid layout.
+Groups are the connected components of verified pairs, with no size cap.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from . import config
+
+NEIGHBOURS = 12  # candidates: each image's nearest look-alikes by signature
+MIN_SIMILARITY = 0.5  # ... and alike in colour (keypoints are matched in grey, so a same-shaped drawing would pass)
+FEATURE_SIDE = 160  # keypoints are found on the image resized to this square (crops are 100-128 px)
+N_FEATURES = 150
+FAST_THRESHOLD = 10
+# Keypoint pairs one similarity transform must explain to call two images one photo. Aligned portraits of
+# different people (CelebA crops: eyes and mouth at the same pixels) reach 16-30 such pairs, copies mostly
+# 30-80, so groups need MIN_INLIERS; weaker links (SPLIT_INLIERS) only keep images on one side of the split.
+MIN_INLIERS = 24
+SPLIT_INLIERS = 16
+RANSAC_PX = 3.0  # reprojection error allowed, pixels at FEATURE_SIDE
+SCALE_RANGE = (0.4, 2.5)  # a zoom beyond these is no augmentation of this data
+VERSION = 1  # of the grouping rule: part of every cache key here
+_PARAMS = f"{VERSION}|{NEIGHBOURS}|{MIN_SIMILARITY}|{FEATURE_SIDE}|{N_FEATURES}|{FAST_THRESHOLD}|{MIN_INLIERS}|{SPLIT_INLIERS}|{RANSAC_PX}|{SCALE_RANGE}"
+
+
+# ---------------------------------------------------------------- per image
+
+def signature(img: Image.Image) -> np.ndarray:
+    """Colour-layout signature that survives the flips, small rotations, shifts and zooms of augmented
+    copies: HSV histograms of the centre, its upper and its lower half. Only picks candidates."""
+    a = np.asarray(img.resize((48, 48), Image.Resampling.BILINEAR).convert("HSV"))[6:42, 6:42]
+
+    def hist(part):
+        hsv = part.reshape(-1, 3).astype(np.int32)
+        idx = (hsv[:, 0] * 12 // 256) * 16 + (hsv[:, 1] * 4 // 256) * 4 + (hsv[:, 2] * 4 // 256)
+        x = np.sqrt(np.bincount(idx, minlength=192).astype(np.float32))
+        return x / (np.linalg.norm(x) + 1e-9)
+
+    return (np.concatenate([hist(a), hist(a[:18]), hist(a[18:])]) / np.sqrt(3)).astype(np.float32)
+
+
+def prepare() -> None:
+    """Load OpenCV in the calling thread (its first import is not for several threads at once)."""
+    import cv2
+
+    cv2.setNumThreads(1)  # images and pairs are processed in parallel already
+
+
+def _orb():
+    import cv2
+
+    return cv2.ORB_create(nfeatures=N_FEATURES, edgeThreshold=15, patchSize=15, fastThreshold=FAST_THRESHOLD)
+
+
+def keypoints(img: Image.Image) -> tuple:
+    """ORB keypoints of the image and of its mirror image: (points, descriptors, mirror points, mirror
+    descriptors); points float16 at FEATURE_SIDE, descriptors uint8 (n, 32)."""
+    grey = np.asarray(img.convert("L").resize((FEATURE_SIDE, FEATURE_SIDE), Image.Resampling.BILINEAR))
+    orb, out = _orb(), []
+    for im in (grey, np.ascontiguousarray(grey[:, ::-1])):
+        kp, des = orb.detectAndCompute(im, None)
+        out.append(np.array([k.pt for k in kp], np.float16).reshape(-1, 2))
+        out.append(des if des is not None else np.zeros((0, 32), np.uint8))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- pairs
+
+def inliers(a: tuple, b: tuple) -> int:
+    """How many keypoints of `a` one similarity transform maps onto `b` (or onto b's mirror image): the
+    evidence that two images are one photo. Deterministic (RANSAC seeded per pair)."""
+    import cv2
+
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+    best = 0
+    pa, da = a[0].astype(np.float32), a[1]
+    for pb, db in ((b[0], b[1]), (b[2], b[3])):
+        if len(da) < 4 or len(db) < 4:
+            continue
+        matches = matcher.match(da, db)
+        if len(matches) < SPLIT_INLIERS:
+            continue
+        q = np.fromiter((m.queryIdx for m in matches), np.int32, len(matches))
+        t = np.fromiter((m.trainIdx for m in matches), np.int32, len(matches))
+        cv2.setRNGSeed(0)
+        M, mask = cv2.estimateAffinePartial2D(pa[q], pb.astype(np.float32)[t], method=cv2.RANSAC,
+                                              ransacReprojThreshold=RANSAC_PX, maxIters=200)
+        if M is None:
+            continue
+        scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
+        if SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+            best = max(best, int(mask.sum()))
+        if best >= MIN_INLIERS:
+            break  # the other orientation cannot change the verdict
+    return best
+
+
+def candidate_pairs(signatures: np.ndarray, keys: np.ndarray, k: int | None = None) -> np.ndarray:
+    """(i, j) pairs, i < j, of images among each other's k nearest look-alikes with a signature similarity
+    of at least MIN_SIMILARITY, most alike first (ties
+    by content key, so the order does not depend on file order)."""
+    n = len(signatures)
+    k = min(k or NEIGHBOURS, n - 1)
+    if k < 1:
+        return np.zeros((0, 2), np.int64)
+    pi, pj, sims = [], [], []
+    for start in range(0, n, 1024):
+        block = signatures[start:start + 1024] @ signatures.T
+        block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf
+        cols = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        rows = np.repeat(np.arange(len(block)), k)
+        pi.append(rows + start); pj.append(cols.ravel()); sims.append(block[rows, cols.ravel()])
+    pi, pj, s = np.concatenate(pi), np.concatenate(pj), np.concatenate(sims)
+    lo, hi = np.minimum(pi, pj), np.maximum(pi, pj)
+    _, first = np.unique(lo * n + hi, return_index=True)
+    lo, hi, s = lo[first], hi[first], s[first]
+    keep = s >= MIN_SIMILARITY
+    lo, hi, s = lo[keep], hi[keep], s[keep]
+    order = np.lexsort((np.maximum(keys[lo], keys[hi]), np.minimum(keys[lo], keys[hi]), -s))
+    return np.stack([lo[order], hi[order]], axis=1)
+
+
+class _Components:
+    """Union-find over n items."""
+
+    def __init__(self, n: int):
+        self.parent = np.arange(n)
+
+    def find(self, i: int) -> int:
+        p = self.parent
+        while p[i] != i:
+            p[i] = p[p[i]]
+            i = p[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        a, b = self.find(i), self.find(j)
+        if a != b:
+            self.parent[a] = b
+
+
+def _verdict_cache() -> tuple[dict, object]:
+    path = config.CACHE_DIR / f"pair-verdicts-{hashlib.sha1(_PARAMS.encode()).hexdigest()[:12]}.pkl"
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f), path
+    except Exception:  # none yet, or torn: only a cache
+        return {}, path
+
+
+def group_images(hashes: list[str], signatures: np.ndarray, features_of, use_cache: bool = True,
+                 progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """(group, split unit) of each image, each named by the smallest content hash in it, for images given
+    by content hash, signature and a `features_of(hash)` callable returning keypoints(). Exact copies (same
+    hash) always join; other pairs join a group with MIN_INLIERS, a split unit (groups linked by weaker
+    evidence, kept on one side of the split) with SPLIT_INLIERS. Verdicts are cached by content pair, so a
+    rescan after adding files verifies only the new pairs. `progress(done, total)` follows the verification."""
+    hashes = np.asarray(hashes, dtype=object)
+    unique, inverse = np.unique(hashes, return_inverse=True)  # exact copies: one image
+    if len(unique) == 0:
+        return hashes, hashes
+    first = np.zeros(len(unique), np.int64)
+    first[inverse[::-1]] = np.arange(len(hashes))[::-1]
+    pairs = candidate_pairs(signatures[first], unique)
+    verdicts, cache_path = _verdict_cache() if use_cache else ({}, None)
+    new = {}
+    comps, units = _Components(len(unique)), _Components(len(unique))
+    done = 0
+    workers = min(4, (os.cpu_count() or 1))
+
+    def check(pair):
+        i, j = pair
+        key = (unique[i], unique[j])
+        if key in verdicts:
+            return verdicts[key], False
+        return inliers(features_of(unique[i]), features_of(unique[j])), True
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(pairs), 512):
+            # a pair already joined through others needs no verdict: the components are the same either way
+            batch = [p for p in pairs[start:start + 512] if comps.find(p[0]) != comps.find(p[1])]
+            for (i, j), (count, fresh) in zip(batch, pool.map(check, batch)):
+                if fresh:
+                    new[(unique[i], unique[j])] = count
+                if count >= MIN_INLIERS:
+                    comps.union(i, j)
+                if count >= SPLIT_INLIERS:
+                    units.union(i, j)
+            done = min(start + 512, len(pairs))
+            if progress:
+                progress(done, len(pairs))
+    if use_cache and new:
+        verdicts.update(new)
+        try:
+            config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+            tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                pickle.dump(verdicts, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, cache_path)
+        except OSError:
+            pass
+    def names(c):
+        roots = np.array([c.find(i) for i in range(len(unique))])
+        return pd.Series(unique).groupby(roots).transform("min").to_numpy()[inverse]
+
+    return names(comps), names(units)
+
+
+# ---------------------------------------------------------------- the split and what it reports
+
+def split_of_groups(groups: pd.Series, val_fraction: float) -> pd.Series:
+    """Group name -> "val" or "train": a hash of the group's name (its smallest content hash), so the
+    split is the same on every machine and run, a group keeps its side when files are added unless it
+    merges with another, and growing val_fraction only adds groups."""
+    if not 0 < val_fraction < 1:
+        raise ValueError("val_fraction must be between 0 and 1")
+
+    def one(g):
+        if g is None or (isinstance(g, float) and np.isnan(g)):
+            return None
+        u = int(hashlib.sha1(f"maskdet-split:{g}".encode()).hexdigest()[:12], 16) / 16 ** 12
+        return "val" if u < val_fraction else "train"
+
+    return groups.map(one)
+
+
+def label_conflicts(table: pd.DataFrame) -> list[dict]:
+    """Groups (exact or near copies of one photo) filed under more than one label: data errors. Each:
+    group, split, and its files as (path, label), biggest groups first."""
+    good = table[table["error"].isna() & table["group"].notna()]
+    mixed = good.groupby("group")["label"].nunique()
+    out = []
+    for g in mixed[mixed > 1].index:
+        rows = good[good["group"] == g].sort_values("path")
+        out.append({"group": g, "split": rows["split"].iloc[0] if "split" in rows else None,
+                    "files": [{"path": p, "label": lab} for p, lab in zip(rows["path"], rows["label"])]})
+    return sorted(out, key=lambda c: (-len(c["files"]), c["group"]))

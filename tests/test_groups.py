@@ -1,0 +1,132 @@
+"""Near-duplicate groups hold copies of one photo, and nothing else; the split keeps them together and stays put."""
+import itertools
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from conftest import PROJECT, cli
+from maskdet import config, data, groups
+
+
+def photo(seed: int, size: int = 128) -> Image.Image:
+    """A generated 'photo' with texture (blurred noise, blobs and edges) unlike any other seed's."""
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+    img = Image.fromarray(noise).resize((size, size), Image.Resampling.BICUBIC)
+    fine = Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).filter(ImageFilter.GaussianBlur(1.2))
+    return Image.blend(img, fine, 0.35)
+
+
+def copies(img: Image.Image) -> dict[str, Image.Image]:
+    """The augmentations that make near-duplicates: mirror, rotation, crop + zoom, shift, downscale."""
+    w, h = img.size
+    return {
+        "flipped": img.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        "rotated": img.rotate(35, resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0)),
+        "cropped": img.crop((12, 10, w - 8, h - 14)).resize((w, h)),
+        "shifted": img.transform(img.size, Image.Transform.AFFINE, (1, 0, 10, 0, 1, -6)),
+        "small": img.resize((w * 3 // 4, h * 3 // 4)),
+    }
+
+
+def save(img: Image.Image, path: Path, quality: int = 85):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, quality=quality)
+
+
+def test_copies_of_one_photo_group_and_different_photos_do_not(tmp_path):
+    for seed in range(6):
+        save(photo(seed), tmp_path / "with_mask" / f"photo{seed}.jpg")
+    for name, img in copies(photo(0)).items():
+        save(img, tmp_path / "with_mask" / f"copy_{name}.jpg", quality=40)  # re-encoded too
+    table = data.scan(tmp_path, use_cache=False)
+    group_of = dict(zip(table["path"].map(lambda p: Path(p).stem), table["group"]))
+    one = {k for k, g in group_of.items() if g == group_of["photo0"]}
+    assert one == {"photo0", *(f"copy_{n}" for n in copies(photo(0)))}
+    assert len({group_of[f"photo{s}"] for s in range(6)}) == 6  # other photos stay alone
+    assert (table.groupby("group")["split"].nunique() == 1).all()
+
+
+def test_copies_filed_under_both_labels_are_label_conflicts_on_one_side(tmp_path):
+    for seed in range(8):
+        save(photo(seed), tmp_path / "with_mask" / f"photo{seed}.jpg")
+        save(photo(100 + seed), tmp_path / "without_mask" / f"photo{seed}.jpg")
+    save(copies(photo(3))["rotated"], tmp_path / "without_mask" / "mislabelled_copy.jpg")
+    shutil.copy(tmp_path / "with_mask" / "photo5.jpg", tmp_path / "without_mask" / "mislabelled_file.jpg")
+    table = data.scan(tmp_path, use_cache=False)
+    report = data.health(table)
+    conflicts = [sorted(Path(f["path"]).name for f in c["files"]) for c in report["label_conflicts"]]
+    assert sorted(conflicts) == [["mislabelled_copy.jpg", "photo3.jpg"], ["mislabelled_file.jpg", "photo5.jpg"]]
+    assert all(len({f["label"] for f in c["files"]}) == 2 for c in report["label_conflicts"])
+    assert any("filed under both labels" in w for w in report["warnings"])
+    for c in report["label_conflicts"]:
+        assert len(set(table.loc[table["path"].isin([f["path"] for f in c["files"]]), "split"])) == 1
+    out = json.loads(cli("scan", "--data", tmp_path, "--json", check=True).stdout)
+    assert len(out["label_conflicts"]) == 2 and out["n_images"] == 18
+    assert sorted(map(sorted, out["groups"])) == [["with_mask/photo3.jpg", "without_mask/mislabelled_copy.jpg"],
+                                                  ["with_mask/photo5.jpg", "without_mask/mislabelled_file.jpg"]]
+    assert set(out["split"].values()) <= {"train", "val"} and len(out["split"]) == 18
+
+
+def test_adding_photos_leaves_the_old_files_where_they_were(tmp_path):
+    def add(seeds):
+        for seed in seeds:
+            cls = config.CLASS_NAMES[seed % 2]
+            save(photo(seed), tmp_path / cls / f"p{seed}.jpg")
+            for name, img in list(copies(photo(seed)).items())[:2]:
+                save(img, tmp_path / cls / f"p{seed}_{name}.jpg")
+
+    add(range(30))
+    before = data.scan(tmp_path).set_index("path")
+    add(range(30, 33))  # 10% more photos
+    after = data.scan(tmp_path).set_index("path")
+    assert after.loc[before.index, "split"].equals(before["split"])
+    assert after.loc[before.index, "group"].equals(before["group"])
+    assert before["group"].nunique() == 30 and after["group"].nunique() == 33
+
+
+# ---------------------------------------------------------------- the shared 12k data set
+
+def _augmented_id(path: str):
+    m = re.search(r"Augmented_(\d+)_", Path(path).name)
+    return m.group(1) if m else None
+
+
+@pytest.mark.shared
+@pytest.mark.xfail(strict=True, reason="known gap: 96.2% of the Augmented_ family pairs grouped, 1.5% of the "
+                   "families straddle the split (goals 98% and 1%); heavily recoloured or pixelated copies are "
+                   "not look-alike candidates or fall short of MIN_INLIERS (2026-11-26)")
+def test_augmented_families_are_grouped_whole(facemask_dir):
+    table = data.scan(facemask_dir)
+    fam = table["path"].map(_augmented_id)
+    pairs = together = 0
+    for _, g in table[fam.notna()].groupby(fam[fam.notna()])["group"]:
+        for a, b in itertools.combinations(g, 2):
+            pairs, together = pairs + 1, together + (a == b)
+    assert fam.nunique() == 893
+    print(f"Augmented_ family pairs grouped together: {together / pairs:.2%} of {pairs}")
+    assert together / pairs >= 0.98
+    straddle = (table[fam.notna()].groupby(fam[fam.notna()])["split"].nunique() > 1).mean()
+    assert straddle <= 0.01
+
+
+@pytest.mark.shared
+def test_grouped_pairs_judged_by_eye_are_copies_and_are_still_grouped(facemask_dir):
+    sample = json.loads((PROJECT / "benchmarks" / "group_pairs.json").read_text())["pairs"]
+    verdicts = [p["verdict"] for p in sample]
+    assert len(sample) >= 300 and None not in verdicts
+    assert verdicts.count("different") / len(sample) <= 0.005
+    table = data.scan(facemask_dir)
+    group = dict(zip(table["path"].map(lambda p: str(Path(p).relative_to(facemask_dir))), table["group"]))
+    assert all(group[p["a"]] == group[p["b"]] for p in sample)  # the figure still describes these groups
+    # a small real sample of different photos, look-alikes among them, none verified as one photo
+    picked = sample[:40]
+    kp = {name: groups.keypoints(data.open_image(facemask_dir / name)) for p in picked for name in (p["a"], p["b"])}
+    others = [(p["a"], q["b"]) for p, q in zip(picked, picked[1:]) if group[p["a"]] != group[q["b"]]]
+    assert len(others) > 30
+    assert not any(groups.inliers(kp[a], kp[b]) >= groups.MIN_INLIERS for a, b in others)
