@@ -34,8 +34,8 @@ def epoch_lines(run_dir):
 
 
 def test_a_run_records_params_status_metrics_and_models(dataset, tmp_path):
-    proc = cli("train", "--data", dataset, "--epochs", 2, "--batch-size", 16, "--runs-dir", tmp_path / "runs",
-               check=True)
+    proc = cli("train", "--data", dataset, "--epochs", 2, "--head-epochs", 1, "--input-size", 96, "--batch-size", 16,
+               "--runs-dir", tmp_path / "runs", check=True)  # the pretrained recipe: head, then fine-tuning
     run_dir = Path(proc.stdout.strip().splitlines()[0])
     assert run_dir.parent == tmp_path / "runs"
     assert "epoch 2:" in proc.stderr
@@ -51,7 +51,8 @@ def test_a_run_records_params_status_metrics_and_models(dataset, tmp_path):
     params = json.loads((run_dir / "params.json").read_text())
     assert params["epochs"] == 2 and params["batch_size"] == 16
     served = infer.load_model(run_dir / "model.keras")  # a model the app can load
-    # the served model is the checkpoint's network without its optimizer state: far smaller, same answers
+    # the served model is the fine-tuned checkpoint's network without its optimizer state (Adam's two
+    # moments of every weight): far smaller, same answers
     assert (run_dir / "model.keras").stat().st_size < 0.6 * (run_dir / "checkpoint.keras").stat().st_size
     x = np.random.default_rng(0).integers(0, 256, (4, *config.INPUT_SHAPE)).astype(np.float32)
     checkpoint = infer.load_model(run_dir / "checkpoint.keras")
