@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from maskdet import access, config, data, gallery, infer
+from maskdet import access, config, gallery, images, infer
 from app_pages import common
 
 EXTENSIONS = [e.lstrip(".") for e in config.IMAGE_EXTENSIONS]
@@ -88,14 +88,14 @@ def classify(model_path: str, mtime: float, name: str, blob: bytes, mode: str) -
     try:
         with access.classification_slot():  # at most access.MAX_CLASSIFICATIONS photos at once per server
             result = dict(infer.classify_photo(classifier, source, mode=mode))
-    except data.ImageError as exc:
+    except images.ImageError as exc:
         result = {"error": str(exc)}
     result.setdefault("faces", [])
     result.setdefault("mode", mode)
     result["picture"] = None
     if not result.get("error"):
         boxed = [f for f in result["faces"] if f.get("box") is not None and result["mode"] != "crop"]
-        result["picture"] = common.jpeg(gallery.draw_faces(data.open_image(blob), boxed, max_side=1200,
+        result["picture"] = common.jpeg(gallery.draw_faces(images.open_image(blob), boxed, max_side=1200,
                                                            numbered=len(boxed) > 1))
     return result
 

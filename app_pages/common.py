@@ -20,7 +20,7 @@ from PIL import Image
 from streamlit.logger import get_logger
 
 from maskdet import access as access_rules
-from maskdet import config, data, evaluate, gallery, infer, models, runs, saliency
+from maskdet import config, dataset, evaluate, gallery, health, images, infer, models, runs, saliency
 
 # The server's log (stdout): one line per model load, so an operator (and the load test) can see that a
 # model is loaded once per process and model version, however many sessions use it.
@@ -136,7 +136,7 @@ def settings(model_path: Path | None = None) -> Settings:
 def dataset_status(folder: str) -> None:
     try:
         found = check_folder(folder)
-    except data.DatasetError as exc:
+    except dataset.DatasetError as exc:
         st.error(str(exc), icon=":material/folder_off:")
         return
     st.caption(" · ".join(f"{cls}: {n} folder{'s' if n != 1 else ''}" for cls, n in found.items()))
@@ -178,7 +178,7 @@ def dataset_folder(folder: str) -> str:
         access().require("browse")
         return str(access_rules.confine(folder))
     except (access_rules.AccessDenied, access_rules.PathRefused) as exc:
-        raise data.DatasetError(str(exc)) from None
+        raise dataset.DatasetError(str(exc)) from None
 
 
 # Which class folders a dataset folder holds (cheap; re-checked every few seconds).
@@ -188,7 +188,7 @@ def check_folder(folder: str) -> dict[str, int]:
 
 @st.cache_data(ttl=5, show_spinner=False)
 def _check_folder(folder: str) -> dict[str, int]:
-    return {cls: len(dirs) for cls, dirs in data.find_class_folders(folder).items()}
+    return {cls: len(dirs) for cls, dirs in dataset.find_class_folders(folder).items()}
 
 
 # The dataset table of a folder, without the bulky signatures (scan caches per-file results on disk too),
@@ -212,7 +212,7 @@ def _load_table(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION, 
     def progress(done, total, what="reading images"):
         contextvars.copy_context().run(draw, done, total, what)
 
-    return data.scan(folder, val_fraction=val_fraction, progress=progress if _bar else None).drop(columns=["signature"])
+    return dataset.scan(folder, val_fraction=val_fraction, progress=progress if _bar else None).drop(columns=["signature"])
 
 
 load_table.clear = _load_table.clear  # pages clear the tables after a download
@@ -225,7 +225,7 @@ def load_health(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) 
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _load_health(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) -> dict:
-    return data.health(load_table(folder, val_fraction))
+    return health.health(load_table(folder, val_fraction))
 
 
 # Choices for the model picker: path -> label; models in the models folder first, then finished runs.
@@ -308,8 +308,8 @@ def load_predictions(model_path: str, mtime: float, folder: str, val_fraction: f
 def _load_predictions(model_path: str, mtime: float, folder: str, val_fraction: float) -> pd.DataFrame:
     table = load_table(folder, val_fraction)
     val = table[table["split"] == "val"]
-    if data.usable(val).empty:
-        raise data.DatasetError(f"{folder}: no readable images in the validation split")
+    if dataset.usable(val).empty:
+        raise dataset.DatasetError(f"{folder}: no readable images in the validation split")
     return evaluate.predict_table(load_classifier(model_path, mtime), val)
 
 
@@ -317,9 +317,9 @@ def _load_predictions(model_path: str, mtime: float, folder: str, val_fraction: 
 @st.cache_data(show_spinner="Computing saliency maps...", max_entries=64)
 def load_saliency(model_path: str, mtime: float, paths: tuple[str, ...], size: int = 160) -> list[bytes]:
     model = load_classifier(model_path, mtime).model
-    images = [data.open_image(p) for p in paths]
-    heat = saliency.grad_cam(model, np.stack([data.to_array(im) for im in images]))
-    return [jpeg(saliency.overlay(im, h, size=size)) for im, h in zip(images, heat)]
+    pictures = [images.open_image(p) for p in paths]
+    heat = saliency.grad_cam(model, np.stack([images.to_array(im) for im in pictures]))
+    return [jpeg(saliency.overlay(im, h, size=size)) for im, h in zip(pictures, heat)]
 
 
 # ---------------------------------------------------------------- drawing helpers

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from maskdet import config, data, gallery
+from maskdet import config, dataset, gallery, kaggle
 from app_pages import common
 
 
@@ -63,8 +63,8 @@ def download(dest: str, username: str, key: str):
     with st.status(f"Downloading {config.KAGGLE_DATASET} ...", expanded=True) as status:
         st.write("Contacting Kaggle; a full download takes a few minutes on a good connection.")
         try:
-            folder = data.download(dest, username.strip() or None, key.strip() or None)
-        except data.DatasetError as exc:
+            folder = kaggle.download(dest, username.strip() or None, key.strip() or None)
+        except dataset.DatasetError as exc:
             status.update(label="Download failed", state="error")
             st.error(str(exc))
             return
@@ -79,7 +79,7 @@ def download(dest: str, username: str, key: str):
 def table_or_message(folder: Path) -> pd.DataFrame | None:
     try:
         return common.load_table(str(folder))
-    except data.DatasetError as exc:
+    except dataset.DatasetError as exc:
         st.error(f"**This folder cannot be used as a dataset.** {exc}", icon=":material/folder_off:")
         st.info("Type another folder in the sidebar (one sub-folder per class: "
                 f"{' / '.join(config.CLASS_NAMES)}), or download the Kaggle dataset above.")
@@ -103,7 +103,7 @@ def summary(report: dict):
 
 # Class balance per split, and image size and sharpness by class.
 def charts(table: pd.DataFrame):
-    good = data.usable(table)
+    good = dataset.usable(table)
     left, mid, right = st.columns(3)
     counts = good.groupby(["label", "split"]).size().rename("images").reset_index()
     left.altair_chart(alt.Chart(counts, title="Class balance by split").mark_bar().encode(
@@ -134,7 +134,7 @@ def histogram(good: pd.DataFrame, column: str, title: str) -> alt.Chart:
     ).properties(height=300)
 
 
-# The findings of data.health: warnings, duplicates, skipped files, shortcut properties.
+# The findings of maskdet.health: warnings, duplicates, skipped files, shortcut properties.
 def health(report: dict, table: pd.DataFrame):
     if report["warnings"]:
         for w in report["warnings"]:
@@ -203,7 +203,7 @@ def skipped_files(report: dict):
 # Pick a near-duplicate group and look at its images (groups with both labels first).
 def near_duplicates(table: pd.DataFrame):
     st.subheader("Near-duplicate groups")
-    good = data.usable(table)
+    good = dataset.usable(table)
     groups = (good[good["group_size"] > 1].groupby("group")
               .agg(size=("path", "size"), labels=("label", lambda s: ", ".join(sorted(set(s)))),
                    split=("split", "first"), both=("label", "nunique"))

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from maskdet import config, data, evaluate, gallery, models, runs
+from maskdet import config, dataset, evaluate, gallery, models, runs
 from app_pages import common
 
 
@@ -28,7 +28,7 @@ def main():
     if trained_on and Path(trained_on).resolve() != s.data_dir.resolve():
         st.warning(f"This model was trained on `{trained_on}`, not on this folder: its validation split "
                    "here may hold images it trained on, or be a different kind of data.")
-    y, p = data.labels_of(preds), preds["p_mask"].to_numpy()
+    y, p = dataset.labels_of(preds), preds["p_mask"].to_numpy()
     if p.std() < 0.01:
         st.warning(f"This model gives every image about the same P(mask) ({p.mean():.2f}): it has not learned "
                    "to tell the classes apart yet. Train it for more epochs (Train page).",
@@ -61,7 +61,7 @@ def training_split(model_path: Path) -> tuple[float, str | None]:
 def predictions(model_path: Path, folder: Path, val_fraction: float) -> pd.DataFrame | None:
     try:
         return common.load_predictions(str(model_path), os.stat(model_path).st_mtime, str(folder), val_fraction)
-    except data.DatasetError as exc:
+    except dataset.DatasetError as exc:
         st.error(f"**Cannot evaluate on this folder.** {exc}", icon=":material/folder_off:")
         st.info("Choose a dataset folder in the sidebar (see the Dataset page).")
         return None
@@ -71,7 +71,7 @@ def predictions(model_path: Path, folder: Path, val_fraction: float) -> pd.DataF
 @st.cache_data(show_spinner=False, max_entries=6)
 def load_curves(model_path: str, mtime: float, folder: str, val_fraction: float) -> pd.DataFrame:
     preds = common.load_predictions(model_path, mtime, folder, val_fraction)
-    return evaluate.curves(data.labels_of(preds), preds["p_mask"].to_numpy())
+    return evaluate.curves(dataset.labels_of(preds), preds["p_mask"].to_numpy())
 
 
 # Accuracy, balanced accuracy, ROC AUC and the number of images.

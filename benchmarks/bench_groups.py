@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 os.environ["MASKDET_CACHE"] = tempfile.mkdtemp(prefix="bench-groups-")  # before maskdet reads it
 
-from maskdet import config, data  # noqa: E402
+from maskdet import config, dataset, health  # noqa: E402
 
 
 def family_of(path: str):
@@ -55,11 +55,11 @@ def main():
             for f in files[: int(len(files) * 0.9)]:
                 os.symlink(f, Path(tmp) / cls / f.name)
         t = time.time()
-        before = data.scan(tmp)
+        before = dataset.scan(tmp)
         t_part = time.time() - t
         before_split = dict(zip(before["path"].map(lambda p: "/".join(Path(p).parts[-2:])), before["split"]))
     t = time.time()
-    table = data.scan(a.data)  # the 10% new files read; groups re-formed (old pair verdicts cached)
+    table = dataset.scan(a.data)  # the 10% new files read; groups re-formed (old pair verdicts cached)
     t_grow = time.time() - t
     rel = table["path"].map(lambda p: "/".join(Path(p).parts[-2:]))
     moved = sum(before_split[r] != s for r, s in zip(rel, table["split"]) if r in before_split) / len(before_split)
@@ -67,17 +67,17 @@ def main():
     os.environ["MASKDET_CACHE"] = tempfile.mkdtemp(prefix="bench-groups-cold-")
     config.CACHE_DIR = Path(os.environ["MASKDET_CACHE"])
     t = time.time()
-    table = data.scan(a.data)
+    table = dataset.scan(a.data)
     t_cold = time.time() - t
     t = time.time()
-    data.scan(a.data)
+    dataset.scan(a.data)
     t_warm = time.time() - t
 
     r, n_fam = recall(table)
     fam = table["path"].map(family_of)
     straddle = (table[fam.notna()].groupby(fam[fam.notna()])["split"].nunique() > 1).mean()
     ids_per_group = table[fam.notna()].groupby("group")["path"].apply(lambda s: s.map(family_of).nunique())
-    report = data.health(table)
+    report = health.health(table)
     out = {
         "images": len(table), "groups": report["near_duplicate_groups"],
         "images_in_groups": report["images_in_near_duplicate_groups"],

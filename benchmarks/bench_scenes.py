@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from maskdet import config, data, faces, infer, scenes  # noqa: E402
+from maskdet import config, faces, images, infer, scenes  # noqa: E402
 
 SCENES = config.PROJECT_DIR.parent / "shared" / "datasets" / "face-mask-scenes"
 
@@ -122,7 +122,7 @@ def main():
           f"load average before: {os.getloadavg()[0]:.1f}")
     found_by = finders()
     all_scenes = scenes.read_scenes(a.data, a.limit)
-    photos = [(s, data.open_image(s.image)) for s in all_scenes]
+    photos = [(s, images.open_image(s.image)) for s in all_scenes]
     compare_finders(found_by, photos, a.min_side)
 
     clf = infer.Classifier.load(a.model, lite="convert")  # as the app serves it, once its warm-up is done
@@ -154,7 +154,7 @@ def main():
             n_faces += len(r["faces"])
             boxes = [f["box"] for f in r["faces"]]
             if boxes:
-                per_photo.append(np.stack([data.to_array(c) for c in faces.face_crops(image, boxes)]))
+                per_photo.append(np.stack([images.to_array(c) for c in faces.face_crops(image, boxes)]))
         batched = sum(median_ms(clf.probs, [p] * 5) for p in per_photo) / n_faces
         alone = sum(median_ms(lambda px: [clf.probs(one[None]) for one in px], [p] * 3) for p in per_photo) / n_faces
         print(f"\nCrowded photos ({len(crowded)} with 10+ annotated faces, their own size): {n_faces} faces found, "

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from maskdet import config, data, model as model_lib  # noqa: E402
+from maskdet import config, dataset, model as model_lib, pipeline  # noqa: E402
 
 
 def epoch_timer():
@@ -53,7 +53,7 @@ def main():
     a = ap.parse_args()
     import tensorflow as tf
 
-    table = data.balanced_sample(data.scan(a.data), a.images)
+    table = dataset.balanced_sample(dataset.scan(a.data), a.images)
     n, bs = len(table), a.batch_size
     steps = n // bs
     n_used = steps * bs
@@ -71,9 +71,9 @@ def main():
     # ours: decode the JPEGs once (timed into epoch 1), then the tf.data pipeline with augmentation
     for augment in (True, False):
         t0 = time.perf_counter()
-        pixels = data.load_pixels(table, use_cache=False)
+        pixels = pipeline.load_pixels(table, use_cache=False)
         decode_s = time.perf_counter() - t0
-        ds = data.make_dataset(pixels[:n_used], data.labels_of(table)[:n_used], bs, training=True, augment=augment)
+        ds = pipeline.make_dataset(pixels[:n_used], dataset.labels_of(table)[:n_used], bs, training=True, augment=augment)
         rates = fit(ds, n_used, a.epochs, a.alpha)
         rates[0] = n_used / (n_used / rates[0] + decode_s)
         results[f"maskdet pipeline, augment={augment} (epoch 1 incl. decode {decode_s:.1f} s)"] = rates

@@ -124,28 +124,28 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_download(a):
-    from . import data
+    from . import kaggle
 
     print(f"downloading {config.KAGGLE_DATASET} into {a.dest} ...", file=sys.stderr)
-    print(data.download(a.dest, a.username, a.key))
+    print(kaggle.download(a.dest, a.username, a.key))
 
 
 def cmd_scan(a):
-    from . import data
+    from . import dataset, health
 
     def progress(done, total, what="reading images"):
         print(f"\r{what} {done}/{total}   ", end="", file=sys.stderr)
 
-    table = data.scan(a.data, val_fraction=a.val_fraction, progress=progress)
+    table = dataset.scan(a.data, val_fraction=a.val_fraction, progress=progress)
     print(file=sys.stderr)
-    report = data.health(table)
+    report = health.health(table)
     root = Path(a.data).expanduser()
 
     def rel(p):
         return str(Path(p).relative_to(root)) if Path(p).is_relative_to(root) else str(p)
 
     if a.json:
-        good = data.usable(table)
+        good = dataset.usable(table)
         families = good[good["group_size"] > 1].sort_values("path").groupby("group", sort=False)["path"]
         report.update({
             "n_images": report["readable"],
@@ -376,9 +376,9 @@ def main(argv=None) -> int:
     except Exception as exc:  # one clear sentence, not a traceback
         if os.environ.get("MASKDET_DEBUG"):
             raise
-        from . import data, infer, models, runs
+        from . import dataset, images, infer, models, runs
 
-        known = (data.DatasetError, data.ImageError, infer.ModelError, runs.RunError, models.PromotionError,
+        known = (dataset.DatasetError, images.ImageError, infer.ModelError, runs.RunError, models.PromotionError,
                  FileNotFoundError)
         msg = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
         print(f"error: {msg}", file=sys.stderr)

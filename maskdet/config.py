@@ -21,6 +21,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 # Images larger than this many pixels are refused (decompression-bomb guard).
 MAX_IMAGE_PIXELS = 50_000_000
+READ_THREADS = min(4, (os.cpu_count() or 1) + 1)  # threads that read and decode image files
 
 KAGGLE_DATASET = "muhammadahsan026/facemask-dataset-covid1910k-images-2-folders"
 

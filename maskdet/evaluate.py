@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import config, data
+from . import config, dataset, images, pipeline
 
 
 def metrics(y_true: np.ndarray, p_mask: np.ndarray, threshold: float = 0.5) -> dict:
@@ -89,8 +89,8 @@ def curve_view(points: pd.DataFrame) -> dict:
 
 def predict_table(classifier, table: pd.DataFrame, progress=None) -> pd.DataFrame:
     """The table's readable rows with p_mask and the predicted label added."""
-    good = data.usable(table)
-    pixels = data.load_pixels(good, progress=progress)
+    good = dataset.usable(table)
+    pixels = pipeline.load_pixels(good, progress=progress)
     good = good.copy()
     good["p_mask"] = classifier.probs(pixels)
     good["predicted"] = np.where(good["p_mask"] >= classifier.threshold, *config.CLASS_NAMES)
@@ -125,15 +125,15 @@ def families(predictions: pd.DataFrame, threshold: float = 0.5) -> dict:
 
 def evaluate(classifier, data_dir, split: str = "val", val_fraction: float = config.DEFAULT_VAL_FRACTION):
     """(predictions table, metrics) of a classifier on a dataset's split ("val" or "all")."""
-    table = data.scan(data_dir, val_fraction=val_fraction)
+    table = dataset.scan(data_dir, val_fraction=val_fraction)
     if split == "val":
         table = table[table["split"] == "val"]
     elif split != "all":
         raise ValueError("split must be 'val' or 'all'")
-    if data.usable(table).empty:
-        raise data.DatasetError(f"{data_dir}: no readable images in the {split} split")
+    if dataset.usable(table).empty:
+        raise dataset.DatasetError(f"{data_dir}: no readable images in the {split} split")
     preds = predict_table(classifier, table)
-    m = metrics(data.labels_of(preds), preds["p_mask"].to_numpy(), classifier.threshold)
+    m = metrics(dataset.labels_of(preds), preds["p_mask"].to_numpy(), classifier.threshold)
     return preds, {**m, **families(preds, classifier.threshold)}
 
 
@@ -152,8 +152,8 @@ def cross_source(classifier, scenes_dir, min_side: int = 32, margins=CROSS_SOURC
     for margin in sorted({*margins, faces.FACE_MARGIN}):
         crops = scenes.scene_face_crops(scenes_dir, min_side=min_side, margin=margin)
         if not crops:
-            raise data.DatasetError(f"{scenes_dir}: no annotated faces of at least {min_side} px")
-        pixels = np.stack([data.to_array(img) for img, _ in crops])
+            raise dataset.DatasetError(f"{scenes_dir}: no annotated faces of at least {min_side} px")
+        pixels = np.stack([images.to_array(img) for img, _ in crops])
         y = np.array([label == config.POSITIVE_CLASS for _, label in crops], dtype=int)
         m = metrics(y, classifier.probs(pixels), classifier.threshold)
         if margin == faces.FACE_MARGIN:

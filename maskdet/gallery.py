@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from . import config, data
+from . import config, images
 
 # Label colours, shared by every picture and chart: green for a mask, red for none.
 COLOURS = {config.CLASS_NAMES[0]: "#1a9850", config.CLASS_NAMES[1]: "#d73027"}
@@ -29,9 +29,9 @@ def thumbnail(path: str | Path, size: int = 128) -> bytes:
 @lru_cache(maxsize=4096)
 def _thumbnail(path: str, size: int, mtime: int) -> bytes:
     try:
-        img = data.open_image(path)
+        img = images.open_image(path)
         img.thumbnail((size, size), Image.Resampling.LANCZOS)
-    except data.ImageError:
+    except images.ImageError:
         img = placeholder(size)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=88)
@@ -71,7 +71,7 @@ def draw_faces(image, faces: list[dict], max_side: int = 1200, numbered: bool = 
     `faces` are dicts with "box" (x0, y0, x1, y1 in the photo's pixels), "label" and "p_mask".
     The photo is shrunk to `max_side` first so boxes and text stay readable on screen.
     """
-    img = data.open_image(image).copy() if not isinstance(image, Image.Image) else image.convert("RGB")
+    img = images.open_image(image).copy() if not isinstance(image, Image.Image) else image.convert("RGB")
     scale = min(1.0, max_side / max(img.size))
     if scale < 1.0:
         img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)

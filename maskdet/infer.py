@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config, data, runs
+from . import config, images, runs
 
 
 class ModelError(ValueError):
@@ -187,16 +187,16 @@ class Classifier:
     def label(self, p_mask: float) -> str:
         return config.CLASS_NAMES[0] if p_mask >= self.threshold else config.CLASS_NAMES[1]
 
-    def classify_crops(self, images) -> list[dict]:
+    def classify_crops(self, crops) -> list[dict]:
         """Face crops (any image source) -> [{"p_mask", "label", "error"}], one per input, in order.
         A bad input gets its error and no probability; the others are still classified."""
         results, arrays, where = [], [], []
-        for i, src in enumerate(images):
+        for i, src in enumerate(crops):
             try:
-                arrays.append(data.to_array(data.open_image(src)))
+                arrays.append(images.to_array(images.open_image(src)))
                 where.append(i)
                 results.append({"p_mask": None, "label": None, "error": None})
-            except data.ImageError as exc:
+            except images.ImageError as exc:
                 results.append({"p_mask": None, "label": None, "error": str(exc)})
         if arrays:
             for i, p in zip(where, self.probs(np.stack(arrays))):
@@ -230,8 +230,8 @@ def classify_photo(classifier: Classifier, source, mode: str = "auto", margin: f
         raise ValueError(f"mode must be one of {', '.join(PHOTO_MODES)}, not {mode!r}")
     margin = face_finder.FACE_MARGIN if margin is None else margin
     try:
-        image = data.open_image(source)
-    except data.ImageError as exc:
+        image = images.open_image(source)
+    except images.ImageError as exc:
         return {"mode": None, "faces": [], "size": None, "error": str(exc), "note": None}
     size = [image.width, image.height]
     if mode == "crop":
@@ -247,7 +247,7 @@ def classify_photo(classifier: Classifier, source, mode: str = "auto", margin: f
                 "note": "no face found (faces under about 20 px, turned away or mostly hidden are missed); "
                         "if the image is one face, classify it in crop mode"}
     crops = face_finder.face_crops(image, [f.box for f in found], margin)
-    probs = classifier.probs(np.stack([data.to_array(c) for c in crops]))
+    probs = classifier.probs(np.stack([images.to_array(c) for c in crops]))
     result = [{"box": list(f.box), "p_mask": float(p), "label": classifier.label(float(p))}
               for f, p in zip(found, probs)]
     note = f"{len(found)} face{'s' if len(found) != 1 else ''} found"
@@ -269,7 +269,7 @@ def _crop_reason(found, image) -> str | None:
 
 
 def _classify_whole(classifier: Classifier, image, note: str) -> dict:
-    p = float(classifier.probs(data.to_array(image)[None])[0])
+    p = float(classifier.probs(images.to_array(image)[None])[0])
     return {"mode": "crop", "faces": [{"box": [0, 0, image.width, image.height], "p_mask": p,
                                        "label": classifier.label(p)}],
             "size": [image.width, image.height], "error": None, "note": note}

@@ -133,7 +133,7 @@ def make_card(run_dir: Path, name: str | None = None) -> dict:
         "source_path": str(run_dir),
         "data": params.get("data"),
         "data_files": st.get("data_files"),  # files in the class folders, images used, files skipped by reason
-        "split": {"method": "near-duplicate groups hashed into train/val (maskdet.data.split_of_groups)",
+        "split": {"method": "near-duplicate groups hashed into train/val (maskdet.groups.split_of_groups)",
                   "val_fraction": params.get("val_fraction"), "limit": params.get("limit"),
                   "train_images": st.get("train_images"), "val_images": st.get("val_images")},
         "parameters": params,

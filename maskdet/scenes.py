@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config, data, faces
+from . import config, dataset, faces, images
 
 INCORRECT = "mask_weared_incorrect"  # the data set's third class; the classifier knows only two
 MIN_IOU = 0.3  # a found box this close to an annotated one counts as finding it
@@ -33,7 +33,7 @@ def read_scenes(data_dir: str | Path, limit: int | None = None) -> list[Scene]:
     """A VOC folder (annotations/*.xml naming images in images/) -> its scenes, in file-name order."""
     root = Path(data_dir).expanduser()
     if not (root / "annotations").is_dir() or not (root / "images").is_dir():
-        raise data.DatasetError(f"{root}: not a scenes folder (expected annotations/ with Pascal VOC XML "
+        raise dataset.DatasetError(f"{root}: not a scenes folder (expected annotations/ with Pascal VOC XML "
                                 f"files and images/ with the photos)")
     scenes = []
     for xml in sorted((root / "annotations").glob("*.xml")):
@@ -54,7 +54,7 @@ def read_scenes(data_dir: str | Path, limit: int | None = None) -> list[Scene]:
             annotated.append(AnnotatedFace(box, (obj.findtext("name") or "").strip()))
         scenes.append(Scene(image, tuple(annotated)))
     if not scenes:
-        raise data.DatasetError(f"{root}: no annotated images found")
+        raise dataset.DatasetError(f"{root}: no annotated images found")
     return scenes
 
 
@@ -148,6 +148,6 @@ def scene_face_crops(data_dir: str | Path, min_side: int = MIN_SIDE, margin: flo
         wanted = [t for t in scene.faces if t.label in config.CLASS_NAMES and t.short_side >= min_side]
         if not wanted:
             continue
-        image = data.open_image(scene.image)
+        image = images.open_image(scene.image)
         crops += zip(faces.face_crops(image, [t.box for t in wanted], margin), [t.label for t in wanted])
     return crops

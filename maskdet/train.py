@@ -8,7 +8,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import config, data, model as model_lib, runs
+from . import config, dataset, model as model_lib, pipeline, runs
 
 
 def choose_strategy():
@@ -160,7 +160,7 @@ def _run(run_dir: Path, lock_fd: int | None, echo) -> dict:
         status.update(result)
     except Exception as exc:  # any failure becomes the run's status, with the reason
         status.update(state="failed", error=f"{type(exc).__name__}: {exc}" if not isinstance(
-            exc, (data.DatasetError, runs.RunError)) else str(exc))
+            exc, (dataset.DatasetError, runs.RunError)) else str(exc))
         (run_dir / "traceback.txt").write_text(traceback.format_exc())
     status.update(finished=runs.now(), updated=runs.now(), elapsed_s=time.time() - started, phase=None)
     runs.write_json(run_dir / "status.json", status)
@@ -208,24 +208,24 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
 
     keras.utils.set_random_seed(params.get("seed", 0))
     strategy = choose_strategy()  # before any other TensorFlow op: collectives are set up at start
-    table = data.scan(params["data"], val_fraction=params["val_fraction"])
-    status["data_files"] = data.file_counts(table)  # "N of M" for the model card, every file counted
+    table = dataset.scan(params["data"], val_fraction=params["val_fraction"])
+    status["data_files"] = dataset.file_counts(table)  # "N of M" for the model card, every file counted
     if params.get("limit"):
-        table = data.balanced_sample(table, params["limit"], seed=params.get("seed", 0))
-    data.check_trainable(table)
-    good = data.usable(table)
+        table = dataset.balanced_sample(table, params["limit"], seed=params.get("seed", 0))
+    dataset.check_trainable(table)
+    good = dataset.usable(table)
     train_t, val_t = good[good["split"] == "train"], good[good["split"] == "val"]
     status["phase"] = "decoding images"
     status.update(train_images=len(train_t), val_images=len(val_t))
     runs.write_json(run_dir / "status.json", status)
     good[["path", "label", "hash", "group", "split"]].to_csv(run_dir / "split.csv", index=False)
-    x_train, x_val = data.load_pixels(train_t), data.load_pixels(val_t)
-    y_train, y_val = data.labels_of(train_t), data.labels_of(val_t)
+    x_train, x_val = pipeline.load_pixels(train_t), pipeline.load_pixels(val_t)
+    y_train, y_val = dataset.labels_of(train_t), dataset.labels_of(val_t)
     batch = params["batch_size"]
     steps_per_epoch = -(-len(train_t) // batch)
-    train_ds = data.make_dataset(x_train, y_train, batch, training=True,
+    train_ds = pipeline.make_dataset(x_train, y_train, batch, training=True,
                                  augment=params.get("augment", True), seed=params.get("seed", 0))
-    val_ds = data.make_dataset(x_val, y_val, batch, training=False)
+    val_ds = pipeline.make_dataset(x_val, y_val, batch, training=False)
 
     checkpoint = run_dir / "checkpoint.keras"
     backbone = params.get("backbone", model_lib.backbones.SCRATCH)  # runs before backbones were a choice

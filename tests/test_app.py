@@ -170,12 +170,12 @@ def test_a_failed_run_shows_its_error(tmp_path, no_models):
 
 def test_the_kaggle_form_reports_a_failed_download_and_selects_a_finished_one(tmp_path, tiny_dataset, no_models,
                                                                                monkeypatch):
-    from maskdet import data
+    from maskdet import dataset, kaggle
 
     def refuse(dest, username, key):
-        raise data.DatasetError("Kaggle rejected the credentials (opendatasets asked for them again)")
+        raise dataset.DatasetError("Kaggle rejected the credentials (opendatasets asked for them again)")
 
-    monkeypatch.setattr(data, "download", refuse)
+    monkeypatch.setattr(kaggle, "download", refuse)
     at = app("dataset", tmp_path / "nowhere", tmp_path / "runs").run()
     at.text_input(key="kaggle_user").input("someone")
     at.text_input(key="kaggle_key").input("wrong")
@@ -184,7 +184,7 @@ def test_the_kaggle_form_reports_a_failed_download_and_selects_a_finished_one(tm
     assert "Kaggle rejected the credentials" in texts(at)
     assert at.session_state["data_dir"] == str(tmp_path / "nowhere")
 
-    monkeypatch.setattr(data, "download", lambda dest, username, key: tiny_dataset)
+    monkeypatch.setattr(kaggle, "download", lambda dest, username, key: tiny_dataset)
     button(at, "Download").click().run()
     no_exceptions(at)
     assert at.session_state["data_dir"] == str(tiny_dataset)  # the download is now the dataset folder

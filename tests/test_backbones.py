@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import cli, make_dataset
-from maskdet import backbones, config, data, infer, model as model_lib, torch_weights
+from maskdet import backbones, config, images, infer, model as model_lib, torch_weights
 
 # ImageNet-1k classes a masked face falls in: gas mask / respirator, oxygen mask, ski mask
 MASK_CLASSES = {570, 691, 796}
@@ -50,7 +50,7 @@ def test_the_ported_networks_see_masks_as_imagenet_does(name, facemask_dir):
 
     def top1(cls):
         paths = sorted((facemask_dir / cls).iterdir())[::170][:32]
-        x = np.stack([np.asarray(data.open_image(p).resize((224, 224)), np.float32) for p in paths])
+        x = np.stack([np.asarray(images.open_image(p).resize((224, 224)), np.float32) for p in paths])
         return np.asarray(net(x, training=False)).argmax(1)
 
     masked, bare = top1("with_mask"), top1("without_mask")

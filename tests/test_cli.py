@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import cli
-from maskdet import config, data, runs
+from maskdet import config, dataset, runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 # what TensorFlow's C++ runtime prints on import, before any Python code can silence it
@@ -38,7 +38,7 @@ def test_evaluate_json_reports_the_matrix_in_class_order(trained_run, facemask_d
     assert m["n"] > 2000  # the whole val split of facemask-12k, not the run's sample
     assert set(split["split"]) == {"train", "val"}
     # the val split's photo families, and how many of them hold an error
-    table = data.scan(facemask_dir)
+    table = dataset.scan(facemask_dir)
     assert m["families"] == table.loc[table["split"] == "val", "group"].nunique()
     wrong = cm[0, 1] + cm[1, 0]
     assert min(wrong, 1) <= m["families_with_errors"] <= min(wrong, m["families"])
@@ -77,7 +77,7 @@ def test_errors_are_one_sentence_not_a_traceback(tmp_path, facemask_dir):
 def test_tflite_export_gives_the_keras_labels(trained_run, facemask_dir, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from maskdet import data, infer
+    from maskdet import images, infer
 
     model = trained_run / "model.keras"
     out = Path(cli("export", "--model", model, "--format", "tflite", "--out", tmp_path / "m.tflite",
@@ -85,7 +85,7 @@ def test_tflite_export_gives_the_keras_labels(trained_run, facemask_dir, tmp_pat
     interpreter = Interpreter(model_path=str(out))
     inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     faces = real_faces(facemask_dir, 10)
-    pixels = np.stack([data.to_array(data.open_image(f)) for f in faces]).astype(np.float32)
+    pixels = np.stack([images.to_array(images.open_image(f)) for f in faces]).astype(np.float32)
     interpreter.resize_tensor_input(inp["index"], pixels.shape)
     interpreter.allocate_tensors()
     interpreter.set_tensor(inp["index"], pixels)

@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 from conftest import cli, make_dataset, synthetic_face
-from maskdet import config, data
+from maskdet import config, dataset, health, images, kaggle, pipeline
 
 
 def test_class_folders_are_found_by_alias_and_case(tmp_path):
     make_dataset(tmp_path, per_class=3, class_dirs=("WithMask", "No_Mask"))
-    table = data.list_files(tmp_path)
+    table = dataset.list_files(tmp_path)
     assert sorted(table["label"].unique()) == ["with_mask", "without_mask"]
     assert len(table) == 6
 
@@ -26,22 +26,22 @@ def test_kaggle_nested_layout_and_train_validation_test_folders_are_found(tmp_pa
     make_dataset(tmp_path / "FaceMask-Dataset-covid-19" / "FaceMask-Dataset-covid-19", per_class=2)
     for part in ("Train", "Validation", "Test"):
         make_dataset(tmp_path / "other" / part, per_class=2)
-    assert len(data.list_files(tmp_path / "FaceMask-Dataset-covid-19")) == 4
-    table = data.list_files(tmp_path / "other")
+    assert len(dataset.list_files(tmp_path / "FaceMask-Dataset-covid-19")) == 4
+    table = dataset.list_files(tmp_path / "other")
     assert len(table) == 12 and table["path"].str.contains("Validation").sum() == 4
 
 
 def test_wrong_folders_get_a_clear_message(tmp_path):
-    with pytest.raises(data.DatasetError, match="does not exist"):
-        data.scan(tmp_path / "nope")
-    with pytest.raises(data.DatasetError, match="no class folders"):
-        data.scan(tmp_path)
+    with pytest.raises(dataset.DatasetError, match="does not exist"):
+        dataset.scan(tmp_path / "nope")
+    with pytest.raises(dataset.DatasetError, match="no class folders"):
+        dataset.scan(tmp_path)
     (tmp_path / "cats").mkdir()
-    with pytest.raises(data.DatasetError, match="sub-folders seen: cats"):
-        data.scan(tmp_path)
+    with pytest.raises(dataset.DatasetError, match="sub-folders seen: cats"):
+        dataset.scan(tmp_path)
     (tmp_path / "with_mask").mkdir()
-    with pytest.raises(data.DatasetError, match="no image files"):
-        data.scan(tmp_path)
+    with pytest.raises(dataset.DatasetError, match="no image files"):
+        dataset.scan(tmp_path)
 
 
 def test_every_common_format_and_mode_is_read_as_rgb(tmp_path):
@@ -56,11 +56,11 @@ def test_every_common_format_and_mode_is_read_as_rgb(tmp_path):
     face.save(d / "f.tiff")
     (tmp_path / "without_mask").mkdir()
     synthetic_face(False, 2).save(tmp_path / "without_mask" / "g.jpeg")
-    table = data.scan(tmp_path, use_cache=False)
+    table = dataset.scan(tmp_path, use_cache=False)
     assert table["error"].isna().all(), table["error"].tolist()
     assert set(table["format"]) >= {"PNG", "GIF", "BMP", "WEBP", "JPEG", "TIFF"}
     for p in table["path"]:
-        assert data.open_image(p).mode == "RGB"
+        assert images.open_image(p).mode == "RGB"
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -68,7 +68,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 on display
     img.save(tmp_path / "r.jpg", exif=exif)
-    assert data.open_image(tmp_path / "r.jpg").size == (30, 60)
+    assert images.open_image(tmp_path / "r.jpg").size == (30, 60)
 
 
 def scraped_files(folder: Path, seed: int = 0) -> dict[str, str | None]:
@@ -89,7 +89,7 @@ def files_on_disk(root: Path) -> list[str]:
 
 def test_images_are_told_by_their_content_not_their_names(tiny_dataset):
     expected = scraped_files(tiny_dataset / "with_mask")
-    table = data.scan(tiny_dataset, use_cache=False).set_index("path")
+    table = dataset.scan(tiny_dataset, use_cache=False).set_index("path")
     assert sorted(table.index) == files_on_disk(tiny_dataset)  # every file has its row
     for name, fmt in expected.items():
         row = table.loc[str(tiny_dataset / "with_mask" / name)]
@@ -99,7 +99,7 @@ def test_images_are_told_by_their_content_not_their_names(tiny_dataset):
         else:  # the non-image is listed with its reason, and not read (no content hash)
             assert row["skipped"] == "not an image" and "not an image" in row["error"]
             assert pd.isna(row["hash"]) and pd.isna(row["split"])
-    report = data.health(table.reset_index())
+    report = health.health(table.reset_index())
     assert report["files"] == 80 + 9 and report["readable"] == 80 + 8
     assert report["skipped"] == [{"path": str(tiny_dataset / "with_mask" / "forbidden.jpg"), "label": "with_mask",
                                   "reason": "not an image", "error": table.loc[str(tiny_dataset / "with_mask" /
@@ -123,14 +123,14 @@ def test_every_file_not_used_is_listed_with_its_reason_never_fatal(tiny_dataset)
     reasons = {"truncated.jpg": "unreadable", "broken.jpg": "unreadable", "empty.png": "empty file",
                "dot.png": "too small", "notes.txt": "not an image", "README": "not an image",
                ".DS_Store": "hidden file", "._face_000.jpg": "hidden file", "dangling.jpg": "unreadable"}
-    table = data.scan(tiny_dataset, use_cache=False)
+    table = dataset.scan(tiny_dataset, use_cache=False)
     assert len(table) == len(files_on_disk(tiny_dataset)) == 89  # the dangling link included
     bad = table[table["error"].notna()]
     assert dict(zip(bad["path"].map(lambda p: Path(p).name), bad["skipped"])) == reasons
     assert bad["split"].isna().all() and bad["group"].isna().all()
     assert table.loc[table["skipped"] == "hidden file", "hash"].isna().all()  # hidden files are not read
-    assert len(data.usable(table)) == 80
-    report = data.health(table)
+    assert len(dataset.usable(table)) == 80
+    report = health.health(table)
     assert report["files"] == 89 and report["readable"] == 80 and len(report["skipped"]) == 9
     assert report["skipped_by_reason"] == {"unreadable": 3, "not an image": 2, "hidden file": 2, "empty file": 1,
                                            "too small": 1}
@@ -138,23 +138,23 @@ def test_every_file_not_used_is_listed_with_its_reason_never_fatal(tiny_dataset)
     # hidden files are listed but not warned about: every Mac-made folder has them
     assert ("7 of the 89 files are skipped (3 unreadable, 2 not an image, 1 empty file, 1 too small); each is "
             "listed with its reason.") in report["warnings"]
-    assert data.file_counts(table) == {"files": 89, "readable": 80, "skipped": report["skipped_by_reason"]}
-    again = data.scan(tiny_dataset)  # through the per-file cache, twice: the same reasons
-    again = data.scan(tiny_dataset)
+    assert dataset.file_counts(table) == {"files": 89, "readable": 80, "skipped": report["skipped_by_reason"]}
+    again = dataset.scan(tiny_dataset)  # through the per-file cache, twice: the same reasons
+    again = dataset.scan(tiny_dataset)
     pd.testing.assert_series_equal(again["skipped"], table["skipped"])
 
 
 def test_files_that_are_not_images_change_nothing_else(tiny_dataset):
     """Same images, same table rows, hashes, groups and split (so the pixel and group caches hold)."""
     cols = ["path", "label", "hash", "format", "width", "group", "group_size", "split"]
-    before = data.usable(data.scan(tiny_dataset, use_cache=False))[cols]
+    before = dataset.usable(dataset.scan(tiny_dataset, use_cache=False))[cols]
     for folder in ("with_mask", "without_mask"):
         (tiny_dataset / folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
         (tiny_dataset / folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + bytes(60))
         (tiny_dataset / folder / "urls.txt").write_text("https://example.org/a.jpg\n")
-    after = data.scan(tiny_dataset, use_cache=False)
+    after = dataset.scan(tiny_dataset, use_cache=False)
     assert len(after) == 86
-    pd.testing.assert_frame_equal(data.usable(after)[cols], before, check_dtype=False)  # NaN widths make floats
+    pd.testing.assert_frame_equal(dataset.usable(after)[cols], before, check_dtype=False)  # NaN widths make floats
 
 
 def test_scan_command_reads_every_image_and_lists_every_skipped_file(tmp_path):
@@ -180,24 +180,24 @@ def test_split_is_deterministic_and_exact_copies_share_a_split(tiny_dataset):
     for i in range(10):  # copies under other names, even in the other class folder
         shutil.copy(tiny_dataset / "with_mask" / f"face_{i:03d}.jpg", tiny_dataset / "with_mask" / f"copy_{i}.jpg")
     shutil.copy(tiny_dataset / "with_mask" / "face_011.jpg", tiny_dataset / "without_mask" / "mislabelled.jpg")
-    a = data.scan(tiny_dataset, use_cache=False)
-    b = data.scan(tiny_dataset)  # through the cache
-    b2 = data.scan(tiny_dataset)
+    a = dataset.scan(tiny_dataset, use_cache=False)
+    b = dataset.scan(tiny_dataset)  # through the cache
+    b2 = dataset.scan(tiny_dataset)
     pd.testing.assert_series_equal(a["split"], b["split"])
     pd.testing.assert_series_equal(b["split"], b2["split"])
     assert (a.groupby("hash")["split"].nunique() == 1).all()
-    report = data.health(a)
+    report = health.health(a)
     assert report["exact_duplicate_files"] == 11
     assert len(report["duplicates_across_classes"]) == 1
 
 
 def test_val_fraction_sets_the_share_and_only_adds_groups(tiny_dataset):
-    small = data.scan(tiny_dataset, val_fraction=0.1, use_cache=False)
-    large = data.scan(tiny_dataset, val_fraction=0.5, use_cache=False)
+    small = dataset.scan(tiny_dataset, val_fraction=0.1, use_cache=False)
+    large = dataset.scan(tiny_dataset, val_fraction=0.5, use_cache=False)
     assert (small["split"] == "val").sum() < (large["split"] == "val").sum()
     assert (large.loc[small["split"] == "val", "split"] == "val").all()
     with pytest.raises(ValueError):
-        data.scan(tiny_dataset, val_fraction=1.5)
+        dataset.scan(tiny_dataset, val_fraction=1.5)
 
 
 def test_errors_are_counted_by_photo_family(tiny_dataset):
@@ -206,7 +206,7 @@ def test_errors_are_counted_by_photo_family(tiny_dataset):
     original = tiny_dataset / "with_mask" / "face_000.jpg"
     for k in range(3):  # three copies of one photo: one family with the original
         shutil.copy(original, tiny_dataset / "with_mask" / f"copy_{k}.jpg")
-    table = data.usable(data.scan(tiny_dataset, use_cache=False))
+    table = dataset.usable(dataset.scan(tiny_dataset, use_cache=False))
     family = table.loc[table["path"].str.endswith("face_000.jpg"), "group"].iloc[0]
     assert (table["group"] == family).sum() == 4
     # every image right except the four copies of that photo, called unmasked
@@ -219,24 +219,24 @@ def test_errors_are_counted_by_photo_family(tiny_dataset):
 
 
 def test_balanced_sample_halves_the_classes(tiny_dataset):
-    table = data.scan(tiny_dataset, use_cache=False)
-    sample = data.balanced_sample(table, 40)
+    table = dataset.scan(tiny_dataset, use_cache=False)
+    sample = dataset.balanced_sample(table, 40)
     counts = sample["label"].value_counts()
     assert 10 <= counts["with_mask"] <= 20 and 10 <= counts["without_mask"] <= 20
 
 
 def test_one_class_only_cannot_be_trained(tmp_path):
     make_dataset(tmp_path, per_class=5, class_dirs=("with_mask",))
-    table = data.scan(tmp_path, use_cache=False)
-    with pytest.raises(data.DatasetError, match="no readable images of class without_mask"):
-        data.check_trainable(table)
+    table = dataset.scan(tmp_path, use_cache=False)
+    with pytest.raises(dataset.DatasetError, match="no readable images of class without_mask"):
+        dataset.check_trainable(table)
 
 
 def test_model_input_pixels_match_between_training_and_serving(tiny_dataset):
-    table = data.usable(data.scan(tiny_dataset, use_cache=False))
-    pixels = data.load_pixels(table.iloc[:5], use_cache=False)
+    table = dataset.usable(dataset.scan(tiny_dataset, use_cache=False))
+    pixels = pipeline.load_pixels(table.iloc[:5], use_cache=False)
     for path, arr in zip(table["path"].iloc[:5], pixels):
-        assert np.array_equal(arr, data.to_array(data.open_image(Path(path).read_bytes())))
+        assert np.array_equal(arr, images.to_array(images.open_image(Path(path).read_bytes())))
     assert pixels.shape == (5, *config.INPUT_SHAPE) and pixels.dtype == np.uint8
 
 
@@ -244,18 +244,18 @@ def test_augmentation_keeps_shape_and_range_and_changes_images():
     import tensorflow as tf
 
     x = tf.constant(np.stack([np.asarray(synthetic_face(True, i).resize((100, 100))) for i in range(8)]), tf.float32)
-    y = data.augment_batch(x).numpy()
+    y = pipeline.augment_batch(x).numpy()
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 255
     assert np.abs(y - x.numpy()).mean() > 5
     for n in (1, 3):  # the last batch of an epoch can be tiny
-        assert data.augment_batch(x[:n]).shape == (n, 100, 100, 3)
+        assert pipeline.augment_batch(x[:n]).shape == (n, 100, 100, 3)
 
 
 # ---------------------------------------------------------------- the shared 12k data set
 
 @pytest.mark.shared
 def test_facemask_split_keeps_augmented_families_together(facemask_dir):
-    table = data.scan(facemask_dir)
+    table = dataset.scan(facemask_dir)
     assert len(table) == 11616 and table["error"].isna().all() and table["skipped"].isna().all()
     # no group crosses the split, by construction ...
     assert (table.groupby("group")["split"].nunique() == 1).all()
@@ -267,7 +267,7 @@ def test_facemask_split_keeps_augmented_families_together(facemask_dir):
     assert len(fams) > 800 and crossing < 0.05, crossing
     val_share = (table["split"] == "val").mean()
     assert 0.15 < val_share < 0.27
-    report = data.health(table)
+    report = health.health(table)
     print(f"near-duplicate groups {report['near_duplicate_groups']}, families crossing {crossing:.3f}, "
           f"split {report['split_counts']}")
     assert report["near_duplicate_groups"] > 300
@@ -284,9 +284,9 @@ def test_adding_files_keeps_the_old_files_split(facemask_dir, tmp_path):
         files = sorted((facemask_dir / cls).iterdir())
         for f in files[: int(len(files) * 0.9)]:
             os.symlink(f, tmp_path / cls / f.name)
-    before = data.scan(tmp_path)
+    before = dataset.scan(tmp_path)
     before = before.set_index(before["path"].map(lambda p: "/".join(Path(p).parts[-2:])))
-    after = data.scan(facemask_dir)
+    after = dataset.scan(facemask_dir)
     after = after.set_index(after["path"].map(lambda p: "/".join(Path(p).parts[-2:])))
     moved = (before["split"].to_numpy() != after.loc[before.index, "split"].to_numpy()).mean()
     print(f"old files whose split changed after adding 10% more: {moved:.2%}")
@@ -295,7 +295,7 @@ def test_adding_files_keeps_the_old_files_split(facemask_dir, tmp_path):
 
 @pytest.mark.shared
 def test_health_warns_that_image_size_gives_the_class_away(facemask_dir):
-    report = data.health(data.scan(facemask_dir))
+    report = health.health(dataset.scan(facemask_dir))
     assert report["class_counts"] == {"with_mask": 5707, "without_mask": 5909}
     assert any(w.startswith("image width alone") for w in report["warnings"])
     assert report["files"] == report["readable"] == 11616 and report["skipped"] == []
@@ -312,8 +312,8 @@ def _no_credentials(monkeypatch, tmp_path):
 
 def test_kaggle_without_credentials_says_so_at_once(monkeypatch, tmp_path):
     _no_credentials(monkeypatch, tmp_path)
-    with pytest.raises(data.DatasetError, match="Kaggle credentials missing"):
-        data.download(tmp_path / "dl")
+    with pytest.raises(dataset.DatasetError, match="Kaggle credentials missing"):
+        kaggle.download(tmp_path / "dl")
     assert not (tmp_path / "dl").exists()
 
 
@@ -321,10 +321,10 @@ def test_kaggle_credentials_come_from_kaggle_json(monkeypatch, tmp_path):
     _no_credentials(monkeypatch, tmp_path)
     (tmp_path / "no-kaggle").mkdir()
     (tmp_path / "no-kaggle" / "kaggle.json").write_text('{"username": "u", "key": "k"}')
-    assert data.kaggle_credentials() == ("u", "k")
+    assert kaggle.kaggle_credentials() == ("u", "k")
     (tmp_path / "no-kaggle" / "kaggle.json").write_text("{oops")
-    with pytest.raises(data.DatasetError, match="not a valid kaggle.json"):
-        data.kaggle_credentials()
+    with pytest.raises(dataset.DatasetError, match="not a valid kaggle.json"):
+        kaggle.kaggle_credentials()
 
 
 @pytest.mark.timeout(120)
@@ -335,8 +335,8 @@ def test_kaggle_without_network_fails_clearly_and_leaves_nothing(monkeypatch, tm
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     started = time.time()
-    with pytest.raises(data.DatasetError, match="could not reach www.kaggle.com") as err:
-        data.download(tmp_path / "dl", username="someone", key="0" * 32)
+    with pytest.raises(dataset.DatasetError, match="could not reach www.kaggle.com") as err:
+        kaggle.download(tmp_path / "dl", username="someone", key="0" * 32)
     assert time.time() - started < 20 and "\n" not in str(err.value)
     left = list((tmp_path / "dl").iterdir()) if (tmp_path / "dl").exists() else []
     assert left == []

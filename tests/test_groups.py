@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from conftest import PROJECT, cli
-from maskdet import config, data, groups
+from maskdet import config, dataset, groups, health, images
 
 
 def photo(seed: int, size: int = 128) -> Image.Image:
@@ -44,7 +44,7 @@ def test_copies_of_one_photo_group_and_different_photos_do_not(tmp_path):
         save(photo(seed), tmp_path / "with_mask" / f"photo{seed}.jpg")
     for name, img in copies(photo(0)).items():
         save(img, tmp_path / "with_mask" / f"copy_{name}.jpg", quality=40)  # re-encoded too
-    table = data.scan(tmp_path, use_cache=False)
+    table = dataset.scan(tmp_path, use_cache=False)
     group_of = dict(zip(table["path"].map(lambda p: Path(p).stem), table["group"]))
     one = {k for k, g in group_of.items() if g == group_of["photo0"]}
     assert one == {"photo0", *(f"copy_{n}" for n in copies(photo(0)))}
@@ -58,8 +58,8 @@ def test_copies_filed_under_both_labels_are_label_conflicts_on_one_side(tmp_path
         save(photo(100 + seed), tmp_path / "without_mask" / f"photo{seed}.jpg")
     save(copies(photo(3))["rotated"], tmp_path / "without_mask" / "mislabelled_copy.jpg")
     shutil.copy(tmp_path / "with_mask" / "photo5.jpg", tmp_path / "without_mask" / "mislabelled_file.jpg")
-    table = data.scan(tmp_path, use_cache=False)
-    report = data.health(table)
+    table = dataset.scan(tmp_path, use_cache=False)
+    report = health.health(table)
     conflicts = [sorted(Path(f["path"]).name for f in c["files"]) for c in report["label_conflicts"]]
     assert sorted(conflicts) == [["mislabelled_copy.jpg", "photo3.jpg"], ["mislabelled_file.jpg", "photo5.jpg"]]
     assert all(len({f["label"] for f in c["files"]}) == 2 for c in report["label_conflicts"])
@@ -82,9 +82,9 @@ def test_adding_photos_leaves_the_old_files_where_they_were(tmp_path):
                 save(img, tmp_path / cls / f"p{seed}_{name}.jpg")
 
     add(range(30))
-    before = data.scan(tmp_path).set_index("path")
+    before = dataset.scan(tmp_path).set_index("path")
     add(range(30, 33))  # 10% more photos
-    after = data.scan(tmp_path).set_index("path")
+    after = dataset.scan(tmp_path).set_index("path")
     assert after.loc[before.index, "split"].equals(before["split"])
     assert after.loc[before.index, "group"].equals(before["group"])
     assert before["group"].nunique() == 30 and after["group"].nunique() == 33
@@ -102,7 +102,7 @@ def _augmented_id(path: str):
                    "families straddle the split (goals 98% and 1%); heavily recoloured or pixelated copies are "
                    "not look-alike candidates or fall short of MIN_INLIERS (2026-11-26)")
 def test_augmented_families_are_grouped_whole(facemask_dir):
-    table = data.scan(facemask_dir)
+    table = dataset.scan(facemask_dir)
     fam = table["path"].map(_augmented_id)
     pairs = together = 0
     for _, g in table[fam.notna()].groupby(fam[fam.notna()])["group"]:
@@ -121,12 +121,12 @@ def test_grouped_pairs_judged_by_eye_are_copies_and_are_still_grouped(facemask_d
     verdicts = [p["verdict"] for p in sample]
     assert len(sample) >= 300 and None not in verdicts
     assert verdicts.count("different") / len(sample) <= 0.005
-    table = data.scan(facemask_dir)
+    table = dataset.scan(facemask_dir)
     group = dict(zip(table["path"].map(lambda p: str(Path(p).relative_to(facemask_dir))), table["group"]))
     assert all(group[p["a"]] == group[p["b"]] for p in sample)  # the figure still describes these groups
     # a small real sample of different photos, look-alikes among them, none verified as one photo
     picked = sample[:40]
-    kp = {name: groups.keypoints(data.open_image(facemask_dir / name)) for p in picked for name in (p["a"], p["b"])}
+    kp = {name: groups.keypoints(images.open_image(facemask_dir / name)) for p in picked for name in (p["a"], p["b"])}
     others = [(p["a"], q["b"]) for p, q in zip(picked, picked[1:]) if group[p["a"]] != group[q["b"]]]
     assert len(others) > 30
     assert not any(groups.inliers(kp[a], kp[b]) >= groups.MIN_INLIERS for a, b in others)

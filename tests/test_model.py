@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_face
-from maskdet import config, data, infer, model as model_lib
+from maskdet import config, images, infer, model as model_lib
 
 
 def test_mobilenet_from_scratch_takes_raw_pixels_and_gives_one_probability():
@@ -29,7 +29,7 @@ def test_saved_model_loads_safely_and_classifies_every_input(tmp_path):
     assert results[0]["label"] in config.CLASS_NAMES
     assert "not an image" in results[2]["error"] and "no such file" in results[3]["error"]
     # the compiled path gives model.predict's numbers: for each face and its mirror image, and their mean
-    x = np.stack([data.to_array(synthetic_face(i % 2 == 0, 20 + i)) for i in range(3)])
+    x = np.stack([images.to_array(synthetic_face(i % 2 == 0, 20 + i)) for i in range(3)])
     plain = clf.model.predict(x.astype(np.float32), verbose=0).ravel()
     mirrored = clf.model.predict(x[:, :, ::-1].astype(np.float32), verbose=0).ravel()
     np.testing.assert_allclose(infer.Classifier(clf.model, mirror=False).probs(x), plain, atol=1e-5)

@@ -125,16 +125,16 @@ def test_face_boxes_are_drawn_in_their_label_colour_and_counted():
 
 @pytest.mark.slow
 def test_grad_cam_gives_one_normalised_map_per_image_for_a_trained_model(trained_run, facemask_dir):
-    from maskdet import data, infer, saliency
+    from maskdet import images, infer, saliency
 
     model = infer.load_model(trained_run / "model.keras")
     paths = sorted((facemask_dir / "with_mask").glob("*.jpg"))[:3] + sorted((facemask_dir / "without_mask").glob("*.jpg"))[:3]
-    pixels = np.stack([data.to_array(data.open_image(p)) for p in paths])
+    pixels = np.stack([images.to_array(images.open_image(p)) for p in paths])
     layer = saliency.default_layer(model)
     assert model.get_layer(index=2).get_layer(layer).output.shape[1] >= saliency.MIN_CELLS
     heat = saliency.grad_cam(model, pixels)
     assert heat.shape == (6, *config.IMAGE_SIZE) and heat.min() >= 0 and heat.max() <= 1
-    shown = saliency.overlay(data.open_image(paths[0]), heat[0], size=160)
+    shown = saliency.overlay(images.open_image(paths[0]), heat[0], size=160)
     assert max(shown.size) == 160
     both = saliency.grad_cam(model, pixels[:1], target=list(config.CLASS_NAMES[:1]))
     assert both.shape == (1, *config.IMAGE_SIZE)

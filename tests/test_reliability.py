@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import PROJECT, cli, make_dataset, synthetic_face
-from maskdet import config, data, model as model_lib, models, runs
+from maskdet import config, dataset, images, model as model_lib, models, runs
 
 
 def huge_png(width=20000, height=20000) -> bytes:
@@ -73,15 +73,15 @@ EXPECT_ERROR = {"text.jpg", "doc.pdf", "random.png", "empty.jpg", "truncated.jpg
 def test_every_bad_image_gets_a_clear_reason_and_odd_ones_are_read(tmp_path):
     for name, path in bad_inputs(tmp_path).items():
         if name in EXPECT_ERROR:
-            with pytest.raises(data.ImageError) as err:
-                data.open_image(path)
+            with pytest.raises(images.ImageError) as err:
+                images.open_image(path)
             msg = str(err.value)
             assert name in msg and len(msg) < 200 and "\n" not in msg, msg
         else:
-            img = data.open_image(path)
-            assert img.mode == "RGB" and data.to_array(img).shape == config.INPUT_SHAPE, name
-    assert data.open_image(tmp_path / "rotated.jpg").size == (96, 96)
-    assert "too large" in str(pytest.raises(data.ImageError, data.open_image, tmp_path / "bomb.png").value)
+            img = images.open_image(path)
+            assert img.mode == "RGB" and images.to_array(img).shape == config.INPUT_SHAPE, name
+    assert images.open_image(tmp_path / "rotated.jpg").size == (96, 96)
+    assert "too large" in str(pytest.raises(images.ImageError, images.open_image, tmp_path / "bomb.png").value)
 
 
 def test_a_batch_with_bad_inputs_still_classifies_the_good_ones(tmp_path):
@@ -117,14 +117,14 @@ def test_odd_dataset_folders_are_read_or_refused_with_a_reason(tmp_path):
     (root / "With Mask" / "readme.txt").write_text("not an image")
     (root / "With Mask" / "broken.png").write_bytes(b"\x89PNG broken")
     os.symlink(root, root / "no-mask" / "loop")  # a symlink loop must not hang the scan
-    table = data.scan(root, use_cache=False)
+    table = dataset.scan(root, use_cache=False)
     assert len(table) == 15  # every file of the class folders, the non-image too
     bad = table[table["error"].notna()]
     assert dict(zip(bad["path"].map(lambda p: Path(p).name), bad["skipped"])) == {
         "readme.txt": "not an image", "broken.png": "not an image"}  # "\x89PNG b..." is not PNG's signature
     assert table["path"].str.contains("masqué ü").any()
-    with pytest.raises(data.DatasetError, match="sub-folders seen: cats, dogs"):
-        data.scan(make_dataset(tmp_path / "unknown", per_class=1, class_dirs=("cats", "dogs")), use_cache=False)
+    with pytest.raises(dataset.DatasetError, match="sub-folders seen: cats, dogs"):
+        dataset.scan(make_dataset(tmp_path / "unknown", per_class=1, class_dirs=("cats", "dogs")), use_cache=False)
 
 
 @pytest.mark.slow

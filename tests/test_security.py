@@ -278,12 +278,12 @@ def _page_helpers(folder: str):
     import streamlit as st
 
     from app_pages import common
-    from maskdet import data
+    from maskdet import dataset
 
     try:
         common.load_table(folder)
         st.success("dataset read")
-    except data.DatasetError as exc:
+    except dataset.DatasetError as exc:
         st.error(f"dataset: {exc}")
     for action in ("promote", "train"):
         common.require(action)  # stops the script with its message
@@ -377,11 +377,11 @@ def test_the_app_refuses_a_dataset_or_runs_folder_outside_the_roots(roots, tmp_p
 
 
 def test_the_kaggle_download_writes_only_under_the_roots(roots, monkeypatch):
-    from maskdet import data
+    from maskdet import kaggle
 
     allowed, private = roots
     asked = []
-    monkeypatch.setattr(data, "download", lambda dest, username, key: asked.append(dest) or Path(dest))
+    monkeypatch.setattr(kaggle, "download", lambda dest, username, key: asked.append(dest) or Path(dest))
     at = app("dataset", data_dir=str(allowed / "faces"), runs_dir=str(allowed / "runs")).run()
     at.text_input(key="kaggle_user").input("someone")
     at.text_input(key="kaggle_key").input("key")
