@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import backbones, config
+from . import backbones, config, files
 
 
 def _model_arg(p):
@@ -203,7 +203,7 @@ def cmd_train(a):
     else:
         run_dir = a.runs_dir / runs.new_run_id()
         run_dir.mkdir(parents=True)
-        runs.write_json(run_dir / "params.json", {"data": str(Path(a.data).expanduser().resolve()), **params})
+        files.write_json_atomic(run_dir / "params.json", {"data": str(Path(a.data).expanduser().resolve()), **params})
     print(run_dir, flush=True)
 
     def echo(r):
@@ -344,7 +344,7 @@ def cmd_promote(a):
         card["scenes"] = scenes.evaluate_scenes(clf, a.scenes)
         card["scenes"].pop("errors", None)
         card["cross_source"]["measured_s"] = time.time() - t
-    runs.write_json(models.card_path(dest), card)
+    files.write_json_atomic(models.card_path(dest), card)
     print(dest)
     print(models.card_summary(card), file=sys.stderr)
 

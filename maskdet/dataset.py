@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config, groups
+from . import config, files, groups
 from .images import SKIP_REASONS, ImageError, open_image, read_image_file, sharpness
 
 SCAN_CACHE_VERSION = 4  # 4: keypoints for verified near-duplicate groups (maskdet.groups)
@@ -165,9 +165,7 @@ def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
     table = pd.concat([table, pd.DataFrame(records)], axis=1)
     if use_cache:
         config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-        table.to_pickle(tmp)
-        os.replace(tmp, cache_path)
+        files.save_pickle_atomic(cache_path, table)
     if progress:
         progress(0, 1, "checking look-alike pairs")
     table = _cached_groups(table, root, new_keypoints, use_cache,
@@ -224,13 +222,9 @@ def _cached_groups(table: pd.DataFrame, root: Path, new_keypoints: dict, use_cac
                 use_cache=use_cache, progress=progress)
         if use_cache:
             config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            pd.to_pickle((names, units), tmp)
-            os.replace(tmp, path)
+            files.save_pickle_atomic(path, (names, units))
             if set(known) != set(stored):
-                tmp = kp_path.with_suffix(f".{os.getpid()}.tmp")
-                pd.to_pickle({h: known[h] for h in path_of if h in known}, tmp)
-                os.replace(tmp, kp_path)
+                files.save_pickle_atomic(kp_path, {h: known[h] for h in path_of if h in known})
     table = table.copy()
     table["group"] = names
     table["split_unit"] = units  # groups linked by weaker evidence: kept on one side of the split too

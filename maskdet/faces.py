@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import config
+from . import config, files
 
 # Photos larger than this (longer side, pixels) are shrunk for finding and the boxes mapped back:
 # finding time grows with the pixel count, and a face that is still under ~20 px at this size is
@@ -113,9 +113,7 @@ def _lite_stage(name: str, traced, side: int | None):
             return None
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(served.blob)
-            os.replace(tmp, cached)
+            files.write_bytes_atomic(cached, served.blob)
         except OSError:  # a cache that cannot be written (read-only install, full disk): converted again next time
             pass
         return served

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import config
+from . import config, files
 
 NEIGHBOURS = 12  # candidates: each image's nearest look-alikes by signature
 MIN_SIMILARITY = 0.5  # ... and alike in colour (keypoints are matched in grey, so a same-shaped drawing would pass)
@@ -207,10 +207,7 @@ def group_images(hashes: list[str], signatures: np.ndarray, features_of, use_cac
         verdicts.update(new)
         try:
             config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-            tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                pickle.dump(verdicts, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, cache_path)
+            files.save_pickle_atomic(cache_path, verdicts)
         except OSError:
             pass
     def names(c):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config, images, runs
+from . import config, files, images, runs
 
 
 class ModelError(ValueError):
@@ -131,9 +131,7 @@ class Classifier:
                 blob = convert_file(path)
                 self.use_lite(blob)  # checked against Keras before it is cached
                 cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-                tmp.write_bytes(blob)
-                os.replace(tmp, cached)
+                files.write_bytes_atomic(cached, blob)
         except Exception:  # a model TFLite cannot take, or a damaged cache file: Keras serves alone
             self._lite = None
         return self._lite is not None

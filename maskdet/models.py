@@ -11,10 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
-from . import config, runs
+from . import config, files, runs
 
 
 class PromotionError(RuntimeError):
@@ -87,18 +86,6 @@ def previous_card(card: Path | None = None) -> Path:
 def read_card(model: Path | None = None) -> dict | None:
     """The model's card as a dict, or None when it has none (or an unreadable one)."""
     return runs.read_json(card_path(model), None)
-
-
-def _copy_atomic(src: Path, dest: Path) -> None:
-    """Copy src over dest so that dest is at every moment either the old file or the new one."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def backbone_facts(params: dict) -> dict:
@@ -176,13 +163,13 @@ def promote(run_dir: Path, dest: Path | None = None, card: Path | None = None, f
     if dest.exists():
         if runs.sha256_of(dest) == new_card["sha256"]:
             raise PromotionError(f"run {run_dir.name} is already the active model")
-        _copy_atomic(dest, previous_model(dest))
+        files.copy_atomic(dest, previous_model(dest))
         if card.exists():
-            _copy_atomic(card, previous_card(card))
+            files.copy_atomic(card, previous_card(card))
         else:  # a previous model without a card: no stale card may pose as its card
             previous_card(card).unlink(missing_ok=True)
-    _copy_atomic(src, dest)
-    runs.write_json(card, new_card)
+    files.copy_atomic(src, dest)
+    files.write_json_atomic(card, new_card)
     return dest
 
 
@@ -197,12 +184,12 @@ def rollback(dest: Path | None = None, card: Path | None = None) -> Path:
     swap_card = card.with_name(f".{card.name}.{os.getpid()}.swap")
     had_card, had_prev_card = card.exists(), prev_card.exists()
     if dest.exists():
-        _copy_atomic(dest, swap)
+        files.copy_atomic(dest, swap)
     if had_card:
-        _copy_atomic(card, swap_card)
-    _copy_atomic(prev, dest)
+        files.copy_atomic(card, swap_card)
+    files.copy_atomic(prev, dest)
     if had_prev_card:
-        _copy_atomic(prev_card, card)
+        files.copy_atomic(prev_card, card)
     else:
         card.unlink(missing_ok=True)
     if swap.exists():

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 
-from . import config, images
+from . import config, files, images
 
 
 def load_pixels(table: pd.DataFrame, use_cache: bool = True, progress=None) -> np.ndarray:
@@ -36,9 +35,7 @@ def load_pixels(table: pd.DataFrame, use_cache: bool = True, progress=None) -> n
                 progress(n + 1, len(table))
     if use_cache:
         config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, out)
-        os.replace(tmp, cache_path)
+        files.save_npy_atomic(cache_path, out)
     return out
 
 

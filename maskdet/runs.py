@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import config
+from . import config, files
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
@@ -26,17 +26,6 @@ FINAL = ("done", "failed", "cancelled")
 
 class RunError(RuntimeError):
     """A run that cannot be started or found; the message says why, for a user."""
-
-
-def write_json(path: Path, obj) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def sha256_of(path: Path) -> str:
@@ -205,8 +194,8 @@ def start(data_dir, runs_dir: Path = config.RUNS_DIR, **train_params) -> Path:
     try:
         run_dir = runs_dir / new_run_id()
         run_dir.mkdir(parents=True)
-        write_json(run_dir / "params.json", {"data": str(Path(data_dir).expanduser().resolve()), **train_params})
-        write_json(run_dir / "status.json", {"run_id": run_dir.name, "state": "queued", "created": now()})
+        files.write_json_atomic(run_dir / "params.json", {"data": str(Path(data_dir).expanduser().resolve()), **train_params})
+        files.write_json_atomic(run_dir / "status.json", {"run_id": run_dir.name, "state": "queued", "created": now()})
         args = [sys.executable, "-m", "maskdet", "train", "--run-dir", str(run_dir), "--lock-fd", str(fd)]
         with open(run_dir / "log.txt", "ab") as log:
             subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

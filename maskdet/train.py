@@ -8,7 +8,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import config, dataset, model as model_lib, pipeline, runs
+from . import config, dataset, files, model as model_lib, pipeline, runs
 
 
 def choose_strategy():
@@ -86,7 +86,7 @@ def _callbacks(run_dir: Path, status: dict, steps_per_epoch: int, started: float
                          "time": time.time() - started})
             if time.time() - self.last_status > 2:
                 self.last_status = time.time()
-                runs.write_json(run_dir / "status.json", status | {
+                files.write_json_atomic(run_dir / "status.json", status | {
                     "epoch": self.epoch + 1, "step": step, "updated": runs.now(),
                     "elapsed_s": time.time() - started})
             if (run_dir / "CANCEL").exists():
@@ -106,7 +106,7 @@ def _callbacks(run_dir: Path, status: dict, steps_per_epoch: int, started: float
             if not self.cancelled:
                 save_model(self.model, run_dir / "checkpoint.keras")
                 status["completed_epochs"] = epoch + 1
-                runs.write_json(run_dir / "status.json", status | {
+                files.write_json_atomic(run_dir / "status.json", status | {
                     "epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "updated": runs.now(),
                     "elapsed_s": time.time() - started})
 
@@ -118,10 +118,8 @@ def _callbacks(run_dir: Path, status: dict, steps_per_epoch: int, started: float
 
 def save_model(model, path: Path) -> None:
     """Save a .keras file atomically (write aside, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with files.written_aside(path) as tmp:
+        model.save(tmp)
 
 
 def save_serving_model(model, path: Path) -> None:
@@ -154,7 +152,7 @@ def _run(run_dir: Path, lock_fd: int | None, echo) -> dict:
               "phase": "reading the dataset"}
     started = time.time() - float(previous.get("elapsed_s") or 0)
     (run_dir / "CANCEL").unlink(missing_ok=True)
-    runs.write_json(run_dir / "status.json", status)
+    files.write_json_atomic(run_dir / "status.json", status)
     try:
         result = _fit(run_dir, params, status, started, echo)
         status.update(result)
@@ -163,7 +161,7 @@ def _run(run_dir: Path, lock_fd: int | None, echo) -> dict:
             exc, (dataset.DatasetError, runs.RunError)) else str(exc))
         (run_dir / "traceback.txt").write_text(traceback.format_exc())
     status.update(finished=runs.now(), updated=runs.now(), elapsed_s=time.time() - started, phase=None)
-    runs.write_json(run_dir / "status.json", status)
+    files.write_json_atomic(run_dir / "status.json", status)
     if lock_fd is not None:
         os.close(lock_fd)
     return status
@@ -217,7 +215,7 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
     train_t, val_t = good[good["split"] == "train"], good[good["split"] == "val"]
     status["phase"] = "decoding images"
     status.update(train_images=len(train_t), val_images=len(val_t))
-    runs.write_json(run_dir / "status.json", status)
+    files.write_json_atomic(run_dir / "status.json", status)
     good[["path", "label", "hash", "group", "split"]].to_csv(run_dir / "split.csv", index=False)
     x_train, x_val = pipeline.load_pixels(train_t), pipeline.load_pixels(val_t)
     y_train, y_val = dataset.labels_of(train_t), dataset.labels_of(val_t)
@@ -256,10 +254,10 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
         initial_epoch = phase["end"]
     save_serving_model(model, run_dir / "model.keras")
     status["phase"] = "evaluating"
-    runs.write_json(run_dir / "status.json", status)
+    files.write_json_atomic(run_dir / "status.json", status)
     probs = infer.Classifier(model).probs(x_val)
     result = evaluate.metrics(y_val.astype(int), probs)
-    runs.write_json(run_dir / "evaluation.json", result)
+    files.write_json_atomic(run_dir / "evaluation.json", result)
     state = "cancelled" if recorder.cancelled else "done"
     return {"state": state, "val_accuracy": result["accuracy"],
             "val_balanced_accuracy": result["balanced_accuracy"]}

@@ -11,7 +11,7 @@ from PIL import Image
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from maskdet import config, runs
+from maskdet import config, files, runs
 
 APP = "../streamlit_app.py"  # AppTest resolves it against this file
 TIMEOUT = 120  # pages import TensorFlow and scan 11,616 images: far beyond AppTest's default 3 s
@@ -160,8 +160,8 @@ def test_a_wrong_dataset_folder_and_a_missing_model_are_explained(tmp_path, no_m
 def test_a_failed_run_shows_its_error(tmp_path, no_models):
     run_dir = tmp_path / "runs" / "20260101-000000-dead"
     run_dir.mkdir(parents=True)
-    runs.write_json(run_dir / "params.json", {"data": str(tmp_path), "epochs": 3})
-    runs.write_json(run_dir / "status.json", {"run_id": run_dir.name, "state": "failed", "epochs": 3,
+    files.write_json_atomic(run_dir / "params.json", {"data": str(tmp_path), "epochs": 3})
+    files.write_json_atomic(run_dir / "status.json", {"run_id": run_dir.name, "state": "failed", "epochs": 3,
                                               "error": "cannot train: no readable images of class with_mask"})
     at = app("train", tmp_path, tmp_path / "runs").run()
     no_exceptions(at)
@@ -315,11 +315,11 @@ def fake_finished_run(runs_dir: Path, run_id: str, confusion_matrix, state="done
 
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
-    runs.write_json(run_dir / "params.json", {"data": str(runs_dir), "epochs": 1, "batch_size": 32})
+    files.write_json_atomic(run_dir / "params.json", {"data": str(runs_dir), "epochs": 1, "batch_size": 32})
     (tp, fn), (fp, tn) = confusion_matrix
     m = evaluate.metrics([1] * (tp + fn) + [0] * (fp + tn), [0.9] * tp + [0.1] * fn + [0.9] * fp + [0.1] * tn)
-    runs.write_json(run_dir / "evaluation.json", m)
-    runs.write_json(run_dir / "status.json", {"run_id": run_id, "state": state, "epochs": 1, "completed_epochs": 1,
+    files.write_json_atomic(run_dir / "evaluation.json", m)
+    files.write_json_atomic(run_dir / "status.json", {"run_id": run_id, "state": state, "epochs": 1, "completed_epochs": 1,
                                               "val_accuracy": m["accuracy"]})
     (run_dir / "model.keras").write_bytes(b"not really a model " + run_id.encode())
     return run_dir

@@ -237,13 +237,13 @@ def test_an_oversized_upload_is_refused_next_to_the_uploader_and_the_next_photo_
 def test_run_details_follow_a_run_from_queued_to_running_to_done(browser, tmp_path):
     """The run details must not keep saying "(queued)" once the run trains or has finished: they lie outside
     the live fragment, and the browser kept the run picker's first label even after the page was redrawn."""
-    from maskdet import runs
+    from maskdet import files
 
     run_dir = tmp_path / "runs" / "20260101-000000-beef"
     run_dir.mkdir(parents=True)
-    runs.write_json(run_dir / "params.json", {"data": str(tmp_path), "epochs": 1})
+    files.write_json_atomic(run_dir / "params.json", {"data": str(tmp_path), "epochs": 1})
     status = {"run_id": run_dir.name, "state": "queued", "epochs": 1, "pid": os.getpid()}  # a live process
-    runs.write_json(run_dir / "status.json", status)
+    files.write_json_atomic(run_dir / "status.json", status)
     env = {"MASKDET_DATA": str(tmp_path), "MASKDET_RUNS": str(tmp_path / "runs"),
            "MASKDET_MODELS": str(tmp_path / "models")}
     with AppServer(env=env, log=tmp_path / "server.log") as server:
@@ -264,8 +264,8 @@ def test_run_details_follow_a_run_from_queued_to_running_to_done(browser, tmp_pa
                 page.wait_for_timeout(500)
             return False
 
-        runs.write_json(run_dir / "status.json", {**status, "state": "running", "step": 1, "steps_per_epoch": 9})
+        files.write_json_atomic(run_dir / "status.json", {**status, "state": "running", "step": 1, "steps_per_epoch": 9})
         assert shows("running"), details.input_value()
-        runs.write_json(run_dir / "status.json", {**status, "state": "done", "completed_epochs": 1})
+        files.write_json_atomic(run_dir / "status.json", {**status, "state": "done", "completed_epochs": 1})
         assert shows("done"), details.input_value()
         context.close()

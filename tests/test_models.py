@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskdet import config, gallery, models, runs
+from maskdet import config, files, gallery, models, runs
 
 
 def fake_run(runs_dir, name, payload: bytes, state="done", accuracy=0.9):
     """A finished run folder whose model.keras holds `payload` (promotion copies bytes, it never loads them)."""
     run_dir = runs_dir / name
     run_dir.mkdir(parents=True)
-    runs.write_json(run_dir / "params.json", {"data": "/data/facemask", "epochs": 3, "batch_size": 64, "alpha": 0.25,
+    files.write_json_atomic(run_dir / "params.json", {"data": "/data/facemask", "epochs": 3, "batch_size": 64, "alpha": 0.25,
                                               "learning_rate": 0.002, "val_fraction": 0.2, "limit": None})
-    runs.write_json(run_dir / "status.json", {"run_id": name, "state": state, "completed_epochs": 3,
+    files.write_json_atomic(run_dir / "status.json", {"run_id": name, "state": state, "completed_epochs": 3,
                                               "train_images": 800, "val_images": 200, "val_accuracy": accuracy})
-    runs.write_json(run_dir / "evaluation.json", {"accuracy": accuracy, "balanced_accuracy": accuracy, "n": 200,
+    files.write_json_atomic(run_dir / "evaluation.json", {"accuracy": accuracy, "balanced_accuracy": accuracy, "n": 200,
                                                   "confusion_matrix": [[90, 10], [10, 90]], "threshold": 0.5})
     if state != "failed":
         (run_dir / "model.keras").write_bytes(payload)
@@ -48,7 +48,7 @@ def test_the_card_counts_every_file_of_the_class_folders(tmp_path, shelf):
     dest, card = shelf
     run = fake_run(tmp_path / "runs", "20260101-000000-cccc", b"model C")
     counts = {"files": 3945, "readable": 3921, "skipped": {"not an image": 23, "hidden file": 1}}
-    runs.write_json(run / "status.json", {**runs.status(run), "data_files": counts})  # what training records
+    files.write_json_atomic(run / "status.json", {**runs.status(run), "data_files": counts})  # what training records
     models.promote(run, dest, card)
     written = json.loads(card.read_text())
     assert written["data"] == "/data/facemask" and written["data_files"] == counts
@@ -152,7 +152,7 @@ def test_a_model_that_answers_one_class_for_everything_is_degenerate():
 def test_a_degenerate_model_is_promoted_only_when_forced_and_its_card_says_why(tmp_path, shelf):
     dest, card = shelf
     run = fake_run(tmp_path / "runs", "20260101-000000-eeee", b"model E", accuracy=0.627)
-    runs.write_json(run / "evaluation.json", {"accuracy": 0.627, "balanced_accuracy": 0.5, "n": 150,
+    files.write_json_atomic(run / "evaluation.json", {"accuracy": 0.627, "balanced_accuracy": 0.5, "n": 150,
                                               "confusion_matrix": [[94, 0], [56, 0]], "threshold": 0.5})
     with pytest.raises(models.DegenerateModel, match="constant output"):
         models.promote(run, dest, card)

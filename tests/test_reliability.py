@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import PROJECT, cli, make_dataset, synthetic_face
-from maskdet import config, dataset, images, model as model_lib, models, runs
+from maskdet import config, dataset, files, images, model as model_lib, models, runs
 
 
 def huge_png(width=20000, height=20000) -> bytes:
@@ -138,9 +138,9 @@ def test_training_refuses_data_it_cannot_train_on(tmp_path):
 def test_status_writes_are_atomic_under_sigkill(tmp_path):
     """A writer killed at random moments leaves the old or the new status, never a torn file."""
     target = tmp_path / "status.json"
-    runs.write_json(target, {"n": -1, "pad": "x"})
+    files.write_json_atomic(target, {"n": -1, "pad": "x"})
     writer = ("import sys; sys.path.insert(0, sys.argv[2]); from maskdet import runs; from pathlib import Path\n"
-              "i = 0\nwhile True:\n    runs.write_json(Path(sys.argv[1]), {'n': i, 'pad': 'x' * 200000}); i += 1\n")
+              "i = 0\nwhile True:\n    files.write_json_atomic(Path(sys.argv[1]), {'n': i, 'pad': 'x' * 200000}); i += 1\n")
     seen = set()
     rng = np.random.default_rng(1)
     for _ in range(15):

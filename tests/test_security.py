@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 
 from appserver import CHROMIUM, CHROMIUM_FLAGS, PROJECT, AppServer
 from conftest import cli, make_dataset, synthetic_face
-from maskdet import access, config, models, runs
+from maskdet import access, config, files, models, runs
 
 APP = "../streamlit_app.py"  # AppTest resolves it against this file
 TIMEOUT = 120  # a page imports TensorFlow on its first run
@@ -127,8 +127,8 @@ def models_dir(tmp_path, monkeypatch):
 def fake_run(runs_dir: Path, run_id: str, model: bytes = b"model") -> Path:
     run_dir = runs_dir / run_id
     run_dir.mkdir(parents=True)
-    runs.write_json(run_dir / "params.json", {"data": "x", "epochs": 1, "alpha": 0.25})
-    runs.write_json(run_dir / "status.json", {"run_id": run_id, "state": "done", "completed_epochs": 1})
+    files.write_json_atomic(run_dir / "params.json", {"data": "x", "epochs": 1, "alpha": 0.25})
+    files.write_json_atomic(run_dir / "status.json", {"run_id": run_id, "state": "done", "completed_epochs": 1})
     (run_dir / "model.keras").write_bytes(model)
     return run_dir
 
