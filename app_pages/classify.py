@@ -9,10 +9,6 @@ from maskdet import access, config, gallery, images, infer
 from app_pages import common
 
 EXTENSIONS = [e.lstrip(".") for e in config.IMAGE_EXTENSIONS]
-# A photo upload's limit: phone photos are 2-12 MB, so 20 MB leaves room for TIFFs and large PNGs while
-# a stray upload cannot fill the server's memory. The server-wide ceiling (server.maxUploadSize in
-# .streamlit/config.toml, also 20 MB) covers the camera; the smaller of the two applies here.
-PHOTO_MAX_MB = 20
 
 
 # Read top-down: the model, how to read photos, the photos, one result per photo.
@@ -52,7 +48,7 @@ def photo_mode() -> str:
 
 # The photos to classify: uploads first, then a camera shot; a list of (name, bytes).
 def inputs() -> list[tuple[str, bytes]]:
-    limit = min(PHOTO_MAX_MB, st.get_option("server.maxUploadSize"))
+    limit = min(config.UPLOAD_MAX_MB, st.get_option("server.maxUploadSize"))  # a --server.maxUploadSize flag can lower it
     files = st.file_uploader("Photos", type=EXTENSIONS, accept_multiple_files=True, key="photos",
                              max_upload_size=limit,
                              help=f"{', '.join(EXTENSIONS)}; up to {limit} MB a file")

@@ -48,7 +48,7 @@ def download_form():
             left, right = st.columns(2)
             username = left.text_input("Kaggle username", key="kaggle_user")
             key = right.text_input("Kaggle API key", type="password", key="kaggle_key")
-            dest = st.text_input("Download into", value=str(config.PROJECT_DIR / "data"))
+            dest = st.text_input("Download into", value=str(config.LOCAL_DATA_DIR))
             submitted = st.form_submit_button("Download", icon=":material/download:")
     if submitted:
         download(dest, username, key)

@@ -33,7 +33,7 @@ def main():
         st.warning(f"This model gives every image about the same P(mask) ({p.mean():.2f}): it has not learned "
                    "to tell the classes apart yet. Train it for more epochs (Train page).",
                    icon=":material/warning:")
-    threshold = st.slider("Decision threshold: P(mask) at or above it means *with mask*", 0.01, 0.99, 0.5, 0.01,
+    threshold = st.slider("Decision threshold: P(mask) at or above it means *with mask*", 0.01, 0.99, config.DEFAULT_THRESHOLD, 0.01,
                           key="threshold")
     m = evaluate.metrics(y, p, threshold)
     headline(m)

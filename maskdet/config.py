@@ -1,4 +1,4 @@
-"""The few constants maskdet lives by: image size, class names, default folders."""
+"""The few constants maskdet lives by: image size, class names, the default threshold, default folders."""
 import os
 from pathlib import Path
 
@@ -9,6 +9,12 @@ INPUT_SHAPE = (*IMAGE_SIZE, 3)
 # sigmoid output is P(CLASS_NAMES[0]), i.e. P(face wears a mask).
 CLASS_NAMES = ("with_mask", "without_mask")
 POSITIVE_CLASS = CLASS_NAMES[0]
+DEFAULT_THRESHOLD = 0.5  # P(mask) at or above it means with_mask
+MIN_FACE_SIDE = 32  # faces smaller than this (short side, pixels) are too small to classify reliably
+# A photo upload's limit: phone photos are 2-12 MB, so 20 MB leaves room for TIFFs and large PNGs while a stray
+# upload cannot fill the server's memory. Streamlit's own ceiling, server.maxUploadSize in .streamlit/config.toml
+# (which covers the camera too), must say the same: tests/test_app.py checks that it does.
+UPLOAD_MAX_MB = 20
 
 # Folder names users give their class folders, compared case-insensitively with
 # spaces, dashes and underscores removed.
@@ -26,6 +32,7 @@ READ_THREADS = min(4, (os.cpu_count() or 1) + 1)  # threads that read and decode
 KAGGLE_DATASET = "muhammadahsan026/facemask-dataset-covid1910k-images-2-folders"
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+LOCAL_DATA_DIR = PROJECT_DIR / "data"  # the project's own data folder: downloads land here by default
 _SHARED_DATA = PROJECT_DIR.parent / "shared" / "datasets" / "facemask-12k"
 
 
@@ -34,7 +41,7 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(value).expanduser() if value else default
 
 
-DATA_DIR = _env_path("MASKDET_DATA", _SHARED_DATA if _SHARED_DATA.is_dir() else PROJECT_DIR / "data")
+DATA_DIR = _env_path("MASKDET_DATA", _SHARED_DATA if _SHARED_DATA.is_dir() else LOCAL_DATA_DIR)
 RUNS_DIR = _env_path("MASKDET_RUNS", PROJECT_DIR / "runs")
 MODELS_DIR = _env_path("MASKDET_MODELS", PROJECT_DIR / "models")
 CACHE_DIR = _env_path("MASKDET_CACHE", PROJECT_DIR / ".cache")

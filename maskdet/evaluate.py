@@ -7,7 +7,7 @@ import pandas as pd
 from . import config, dataset, images, pipeline
 
 
-def metrics(y_true: np.ndarray, p_mask: np.ndarray, threshold: float = 0.5) -> dict:
+def metrics(y_true: np.ndarray, p_mask: np.ndarray, threshold: float = config.DEFAULT_THRESHOLD) -> dict:
     """y_true is 1 for with_mask. The confusion matrix's rows are true classes, columns predicted,
     both in config.CLASS_NAMES order."""
     y_true = np.asarray(y_true).astype(int)
@@ -97,7 +97,7 @@ def predict_table(classifier, table: pd.DataFrame, progress=None) -> pd.DataFram
     return good.drop(columns=["signature"], errors="ignore")
 
 
-def errors(predictions: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
+def errors(predictions: pd.DataFrame, threshold: float = config.DEFAULT_THRESHOLD) -> pd.DataFrame:
     """Misclassified rows, the most confidently wrong first, with their error type."""
     pred = np.where(predictions["p_mask"] >= threshold, *config.CLASS_NAMES)
     wrong = predictions[pred != predictions["label"]].copy()
@@ -113,7 +113,7 @@ def family_of(table: pd.DataFrame) -> pd.Series:
     return table["group"].fillna(table["path"]) if "group" in table else table["path"]
 
 
-def families(predictions: pd.DataFrame, threshold: float = 0.5) -> dict:
+def families(predictions: pd.DataFrame, threshold: float = config.DEFAULT_THRESHOLD) -> dict:
     """How many photo families the rows hold, and in how many of them at least one image is wrong.
     A family's copies tend to be right or wrong together, so this says how many distinct faces
     the errors really are."""
@@ -140,7 +140,7 @@ def evaluate(classifier, data_dir, split: str = "val", val_fraction: float = con
 CROSS_SOURCE_MARGINS = (0.0, 0.15, 0.3)  # a face's label must not depend on how tightly it is cut
 
 
-def cross_source(classifier, scenes_dir, min_side: int = 32, margins=CROSS_SOURCE_MARGINS) -> dict:
+def cross_source(classifier, scenes_dir, min_side: int = config.MIN_FACE_SIDE, margins=CROSS_SOURCE_MARGINS) -> dict:
     """Metrics on faces from other photos than the training set's: the annotated with_mask /
     without_mask faces of a face-mask-scenes folder (at least min_side px), cut out as squares around
     each annotated box widened by each margin (a share of the box's side on every side; 0: the box

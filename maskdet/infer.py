@@ -91,7 +91,7 @@ class Classifier:
     ~250 faces/s; model.predict takes ~100 ms for one face). Thread-safe: the app's sessions share one
     Classifier per model file."""
 
-    def __init__(self, model, threshold: float = 0.5, lite: bytes | None = None, mirror: bool | None = None):
+    def __init__(self, model, threshold: float = config.DEFAULT_THRESHOLD, lite: bytes | None = None, mirror: bool | None = None):
         import tensorflow as tf
 
         from . import model as model_lib
@@ -111,7 +111,7 @@ class Classifier:
         return "tflite + keras" if self._lite is not None else "keras"
 
     @classmethod
-    def load(cls, path: str | Path = config.DEFAULT_MODEL, threshold: float = 0.5,
+    def load(cls, path: str | Path = config.DEFAULT_MODEL, threshold: float = config.DEFAULT_THRESHOLD,
              lite: str = "cached", mirror: bool | None = None) -> "Classifier":
         """Load a .keras file. lite: "cached" uses a cached TFLite conversion when there is one,
         "convert" converts now when there is none (a few seconds, then cached), "off" never."""

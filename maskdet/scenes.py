@@ -10,7 +10,6 @@ from . import config, dataset, faces, images
 
 INCORRECT = "mask_weared_incorrect"  # the data set's third class; the classifier knows only two
 MIN_IOU = 0.3  # a found box this close to an annotated one counts as finding it
-MIN_SIDE = 32  # faces smaller than this (short side, pixels) are too small to classify reliably
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def match(found_boxes, true_boxes, min_iou: float = MIN_IOU) -> dict[int, int]:
     return matched
 
 
-def evaluate_scenes(classifier, data_dir: str | Path, min_side: int = MIN_SIDE, limit: int | None = None,
+def evaluate_scenes(classifier, data_dir: str | Path, min_side: int = config.MIN_FACE_SIDE, limit: int | None = None,
                     progress=None) -> dict:
     """Find and classify the faces of every annotated photo; score them against the annotations.
 
@@ -139,7 +138,7 @@ def evaluate_scenes(classifier, data_dir: str | Path, min_side: int = MIN_SIDE, 
     return report
 
 
-def scene_face_crops(data_dir: str | Path, min_side: int = MIN_SIDE, margin: float = faces.FACE_MARGIN,
+def scene_face_crops(data_dir: str | Path, min_side: int = config.MIN_FACE_SIDE, margin: float = faces.FACE_MARGIN,
                      limit: int | None = None) -> list[tuple]:
     """The annotated with_mask / without_mask faces of a scenes folder, at least `min_side` pixels on the
     short side, cut out as classify_photo cuts found faces: [(PIL crop, label)], in file order."""

@@ -191,11 +191,18 @@ def test_the_kaggle_form_reports_a_failed_download_and_selects_a_finished_one(tm
     assert "Files: 80" in texts(at) and "now the dataset folder" in texts(at)
 
 
+def test_the_server_takes_uploads_as_large_as_the_classify_page_promises():
+    import tomllib
+
+    server = tomllib.loads((config.PROJECT_DIR / ".streamlit" / "config.toml").read_text())["server"]
+    assert server["maxUploadSize"] == config.UPLOAD_MAX_MB
+
+
 @pytest.mark.slow
 def test_classify_labels_an_uploaded_face_and_explains_a_bad_file(trained_run, facemask_dir, scenes_dir, no_models):
     at = app("classify", facemask_dir, trained_run.parent, trained_run / "model.keras").run()
     no_exceptions(at)
-    assert "up to 20 MB each" in texts(at)
+    assert f"up to {config.UPLOAD_MAX_MB} MB each" in texts(at)
     face = sorted((facemask_dir / "with_mask").glob("*.jpg"))[0]
     at.file_uploader(key="photos").set_value([(face.name, face.read_bytes(), "image/jpeg"),
                                               ("notes.jpg", b"this is not a picture", "image/jpeg")]).run()

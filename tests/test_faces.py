@@ -67,7 +67,7 @@ def test_faces_are_found_near_their_annotated_boxes(first_scenes, first_results)
         matched = scenes.match(boxes, [t.box for t in scene.faces])
         false += len(boxes) - len(matched)
         for i, truth in enumerate(scene.faces):
-            if truth.short_side >= scenes.MIN_SIDE:
+            if truth.short_side >= config.MIN_FACE_SIDE:
                 annotated += 1
                 found += i in matched
     assert annotated >= 20
