@@ -132,7 +132,7 @@ def test_promote_refuses_a_constant_model_without_force_and_says_why(tmp_path):
 
     run = fake_run(tmp_path / "runs", "20260101-000000-ffff", b"model F", accuracy=0.627)
     files.write_json_atomic(run / "evaluation.json", {"accuracy": 0.627, "balanced_accuracy": 0.5, "n": 150,
-                                              "confusion_matrix": [[94, 0], [56, 0]], "threshold": 0.5})
+                                                      "confusion_matrix": [[94, 0], [56, 0]], "threshold": 0.5})
     env = {"MASKDET_MODELS": str(tmp_path / "models"), "MASKDET_RUNS": str(tmp_path / "runs")}
     proc = cli("promote", run.name, env=env)
     assert proc.returncode == 2

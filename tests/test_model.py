@@ -12,7 +12,8 @@ def test_mobilenet_from_scratch_takes_raw_pixels_and_gives_one_probability():
     x = np.random.default_rng(0).integers(0, 256, (2, *config.INPUT_SHAPE)).astype(np.float32)
     p = np.asarray(m(x, training=False))
     assert p.shape == (2, 1) and np.all((p > 0) & (p < 1))
-    assert m.get_layer("rescale") is not None  # preprocessing travels with the model
+    rescale = m.get_layer("rescale")  # preprocessing travels with the model: raw 0-255 pixels in, -1..1 out
+    assert np.allclose(np.asarray(rescale(np.array([0.0, 127.5, 255.0], np.float32))), [-1.0, 0.0, 1.0])
     wider = model_lib.make_model("mobilenet_scratch", alpha=0.5)
     assert wider.count_params() > m.count_params()
 

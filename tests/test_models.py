@@ -15,11 +15,11 @@ def fake_run(runs_dir, name, payload: bytes, state="done", accuracy=0.9):
     run_dir = runs_dir / name
     run_dir.mkdir(parents=True)
     files.write_json_atomic(run_dir / "params.json", {"data": "/data/facemask", "epochs": 3, "batch_size": 64, "alpha": 0.25,
-                                              "learning_rate": 0.002, "val_fraction": 0.2, "limit": None})
+                                                      "learning_rate": 0.002, "val_fraction": 0.2, "limit": None})
     files.write_json_atomic(run_dir / "status.json", {"run_id": name, "state": state, "completed_epochs": 3,
-                                              "train_images": 800, "val_images": 200, "val_accuracy": accuracy})
+                                                      "train_images": 800, "val_images": 200, "val_accuracy": accuracy})
     files.write_json_atomic(run_dir / "evaluation.json", {"accuracy": accuracy, "balanced_accuracy": accuracy, "n": 200,
-                                                  "confusion_matrix": [[90, 10], [10, 90]], "threshold": 0.5})
+                                                          "confusion_matrix": [[90, 10], [10, 90]], "threshold": 0.5})
     if state != "failed":
         (run_dir / "model.keras").write_bytes(payload)
     return run_dir
@@ -153,7 +153,7 @@ def test_a_degenerate_model_is_promoted_only_when_forced_and_its_card_says_why(t
     dest, card = shelf
     run = fake_run(tmp_path / "runs", "20260101-000000-eeee", b"model E", accuracy=0.627)
     files.write_json_atomic(run / "evaluation.json", {"accuracy": 0.627, "balanced_accuracy": 0.5, "n": 150,
-                                              "confusion_matrix": [[94, 0], [56, 0]], "threshold": 0.5})
+                                                      "confusion_matrix": [[94, 0], [56, 0]], "threshold": 0.5})
     with pytest.raises(models.DegenerateModel, match="constant output"):
         models.promote(run, dest, card)
     assert not dest.exists()
