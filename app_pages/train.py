@@ -9,7 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from maskdet import config, models, runs
+from maskdet import config, model as model_lib, models, runs
 from app_pages import common
 
 
@@ -68,8 +68,10 @@ def training_form(data_dir: Path) -> dict | None:
             batch = c.select_slider("Batch size", [8, 16, 32, 64, 128, 256], config.DEFAULT_BATCH_SIZE,
                                     key="f_batch")
             a, b, c = st.columns(3)
-            lr = a.number_input("Learning rate", 1e-5, 1e-1, config.DEFAULT_LEARNING_RATE, format="%.4f",
-                                step=1e-4, key="f_lr", help="The head's (from scratch: the whole network's)")
+            lr = a.number_input("Learning rate", 1e-5, 1e-1, None, format="%.4f", step=1e-4, key="f_lr",
+                                placeholder="the backbone's default",
+                                help=f"A pretrained backbone's new head: {config.DEFAULT_HEAD_LEARNING_RATE:g} by default; "
+                                f"from scratch, the whole network's: {config.DEFAULT_LEARNING_RATE:g}")
             ft_lr = b.number_input("Fine-tuning learning rate", 1e-6, 1e-2, config.DEFAULT_FINE_TUNE_LEARNING_RATE,
                                    format="%.5f", step=1e-5, key="f_ft_lr",
                                    help="Pretrained backbones: the rate once the backbone is unfrozen")
@@ -88,7 +90,7 @@ def training_form(data_dir: Path) -> dict | None:
     if not go:
         return None
     return {"backbone": backbone, "input_size": int(size), "epochs": int(epochs), "head_epochs": int(head_epochs),
-            "batch_size": int(batch), "alpha": float(alpha), "learning_rate": float(lr),
+            "batch_size": int(batch), "alpha": float(alpha), "learning_rate": float(lr) if lr else model_lib.default_learning_rate(backbone),
             "fine_tune_learning_rate": float(ft_lr), "val_fraction": float(val),
             "limit": int(limit) if limit else None, "augment": bool(augment), "seed": 0}
 

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import backbones, config, files
+from . import backbones, config, files, model as model_lib
 
 
 def _model_arg(p):
@@ -43,8 +43,8 @@ def parser() -> argparse.ArgumentParser:
                    help="pretrained backbone: epochs with the backbone frozen before fine-tuning the whole network")
     p.add_argument("--batch-size", type=int, default=config.DEFAULT_BATCH_SIZE)
     p.add_argument("--alpha", type=float, default=config.DEFAULT_ALPHA, help=f"{backbones.SCRATCH}: MobileNet width multiplier")
-    p.add_argument("--learning-rate", type=float, default=config.DEFAULT_LEARNING_RATE,
-                   help="the head's learning rate (from scratch: the whole network's)")
+    p.add_argument("--learning-rate", type=float, help=f"default {config.DEFAULT_HEAD_LEARNING_RATE:g} for a pretrained "
+                   f"backbone's head, {config.DEFAULT_LEARNING_RATE:g} for the whole network from scratch")
     p.add_argument("--fine-tune-learning-rate", type=float, default=config.DEFAULT_FINE_TUNE_LEARNING_RATE,
                    help="pretrained backbone: the learning rate once it is unfrozen")
     p.add_argument("--val-fraction", type=float, default=config.DEFAULT_VAL_FRACTION)
@@ -191,7 +191,7 @@ def cmd_train(a):
         status = train.run(a.run_dir, lock_fd=a.lock_fd)
         return 0 if status["state"] != "failed" else 1
     params = {"backbone": a.backbone, "input_size": a.input_size, "epochs": a.epochs, "head_epochs": a.head_epochs,
-              "batch_size": a.batch_size, "alpha": a.alpha, "learning_rate": a.learning_rate,
+              "batch_size": a.batch_size, "alpha": a.alpha, "learning_rate": a.learning_rate or model_lib.default_learning_rate(a.backbone),
               "fine_tune_learning_rate": a.fine_tune_learning_rate,
               "val_fraction": a.val_fraction, "limit": a.limit, "augment": a.augment, "seed": a.seed}
     if not a.resume and not Path(a.data).expanduser().is_dir():  # a resumed run reads its own params.json

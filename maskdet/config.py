@@ -57,5 +57,8 @@ DEFAULT_ALPHA = 0.5  # width of the from-scratch MobileNet
 DEFAULT_EPOCHS = 6
 DEFAULT_HEAD_EPOCHS = 2  # a pretrained backbone stays frozen this many epochs while the head learns
 DEFAULT_BATCH_SIZE = 64
-DEFAULT_LEARNING_RATE = 2e-3  # the head's (or, from scratch, the whole network's)
+DEFAULT_LEARNING_RATE = 2e-3  # the whole network's, from scratch
+# The new head's on a frozen pretrained backbone: 1 epoch on 2,000 images gave 99.0% balanced validation
+# accuracy at 5e-3 against 95.0% at 2e-3 (docs/models.md)
+DEFAULT_HEAD_LEARNING_RATE = 5e-3
 DEFAULT_FINE_TUNE_LEARNING_RATE = 1e-4  # the whole network's once a pretrained backbone is unfrozen

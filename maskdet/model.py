@@ -36,6 +36,11 @@ def make_model(backbone: str = config.DEFAULT_BACKBONE, input_size: int = config
     return keras.Model(inputs, outputs, name=name)
 
 
+def default_learning_rate(backbone: str) -> float:
+    """The first phase's rate: a pretrained backbone's new head, or the whole from-scratch network."""
+    return config.DEFAULT_LEARNING_RATE if backbone == backbones.SCRATCH else config.DEFAULT_HEAD_LEARNING_RATE
+
+
 def scored_with_mirror(model) -> bool:
     """Whether a model's faces are scored as the mean of the face and its mirror image. It paid for the
     MobileNet from scratch (validation 98.58% -> 98.69%, other photos' faces 88.6% -> 90.4% balanced) but

@@ -191,10 +191,10 @@ def _phases(params: dict, backbone: str) -> list[dict]:
     epochs = params["epochs"]
     if backbone == model_lib.backbones.SCRATCH:
         return [{"name": "training", "start": 0, "end": epochs, "trainable": None,
-                 "learning_rate": params["learning_rate"]}]
+                 "learning_rate": params.get("learning_rate") or model_lib.default_learning_rate(backbone)}]
     head = min(epochs, params.get("head_epochs", config.DEFAULT_HEAD_EPOCHS))
     return [{"name": "training the head (backbone frozen)", "start": 0, "end": head, "trainable": False,
-             "learning_rate": params["learning_rate"]},
+             "learning_rate": params.get("learning_rate") or model_lib.default_learning_rate(backbone)},
             {"name": "fine-tuning the whole network", "start": head, "end": epochs, "trainable": True,
              "learning_rate": params.get("fine_tune_learning_rate", config.DEFAULT_FINE_TUNE_LEARNING_RATE)}]
 
