@@ -139,7 +139,7 @@ def test_status_writes_are_atomic_under_sigkill(tmp_path):
     """A writer killed at random moments leaves the old or the new status, never a torn file."""
     target = tmp_path / "status.json"
     files.write_json_atomic(target, {"n": -1, "pad": "x"})
-    writer = ("import sys; sys.path.insert(0, sys.argv[2]); from maskdet import runs; from pathlib import Path\n"
+    writer = ("import sys; sys.path.insert(0, sys.argv[2]); from maskdet import files; from pathlib import Path\n"
               "i = 0\nwhile True:\n    files.write_json_atomic(Path(sys.argv[1]), {'n': i, 'pad': 'x' * 200000}); i += 1\n")
     seen = set()
     rng = np.random.default_rng(1)
