@@ -374,7 +374,8 @@ def test_rollback_says_what_it_swaps_asks_first_and_a_second_press_does_not_swap
     press.click().run()
     no_exceptions(at)
     assert config.DEFAULT_MODEL.read_bytes() == (old / "model.keras").read_bytes()
-    assert f"the active model is now the one of run {old.name}" in texts(at)
+    said = next(m.value for m in at.success if m.value.startswith("Rolled back:"))
+    assert re.search(rf"the active model is now the one of [^;]*\brun {old.name}\b", said), said
     again = button(at, "Roll back to the previous model")
     assert again.disabled and not next(c for c in at.checkbox if c.label.startswith("Yes, swap")).value
     assert again.key != press.key  # a click queued on the first button (a double click) finds no button to press
