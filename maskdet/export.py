@@ -19,10 +19,10 @@ def to_onnx(model) -> bytes:
     """A Keras classifier as an ONNX model: input `image` (N, 100, 100, 3) float32 raw 0-255 RGB (the
     rescaling is inside the model, as in Keras), output `p_mask` (N, 1) = P(with_mask).
 
-    Converted from a tf.function of the model in inference mode (Dropout off, BatchNormalization on its
-    moving statistics) with a fixed input signature. tf2onnx.convert.from_keras also converts these
-    Keras 3 models, but names the output after the model's last layer ("p_mask", "dense", ...); the
-    function's dict output gives every model the same input and output names."""
+    Converted by tf2onnx.convert.from_keras, which folds the constants a layer makes when it is built (a
+    Normalization layer's mean and variance; converting a tf.function of the model instead turned them
+    into two extra inputs), with the output renamed so that every model has the same input and output
+    names (from_keras names it after the model's last layer)."""
     import logging
 
     import tensorflow as tf
@@ -34,13 +34,16 @@ def to_onnx(model) -> bytes:
                                   "pip install -r requirements.txt") from None
 
     spec = (tf.TensorSpec([None, *config.INPUT_SHAPE], tf.float32, name=ONNX_INPUT),)
-    fn = tf.function(lambda x: {ONNX_OUTPUT: model(x, training=False)}, input_signature=spec, autograph=False)
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)  # its INFO lines, where a caller's logging shows INFO
-    proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=ONNX_OPSET)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET)
+    (output,) = proto.graph.output
+    for node in proto.graph.node:
+        node.output[:] = [ONNX_OUTPUT if name == output.name else name for name in node.output]
+    output.name = ONNX_OUTPUT
     proto.doc_string = (f"maskdet face-mask classifier. Input {ONNX_INPUT!r}: float32 (N, {config.IMAGE_SIZE[0]}, "
                         f"{config.IMAGE_SIZE[1]}, 3), raw 0-255 RGB face crops (preprocessing is inside the "
-                        f"model). Output {ONNX_OUTPUT!r}: (N, 1), P({config.POSITIVE_CLASS}). maskdet itself "
-                        "scores a face as the mean of this output for the face and its mirror image.")
+                        f"model). Output {ONNX_OUTPUT!r}: (N, 1), P({config.POSITIVE_CLASS}). maskdet scores a face "
+                        "with a from-scratch backbone as the mean of this output for the face and its mirror image.")
     return proto.SerializeToString()
 
 
