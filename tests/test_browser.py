@@ -135,7 +135,7 @@ def test_every_page_draws_in_the_browser(page, server):
     page.get_by_role("tab", name="Data health").click()
     page.get_by_text("image width alone tells").first.wait_for()
     settle(page)
-    assert page.locator("[data-testid=stMain] [data-testid=stImage] img").count() == 24  # the first group
+    assert page.locator("[data-testid=stMain] [data-testid=stImage] img").count() == 35  # the first group
     shot(page, "dataset-health")
     page.get_by_role("tab", name="Browse images").click()
     page.get_by_text("showing 1-36 of 11,616").wait_for()
@@ -173,7 +173,7 @@ def test_a_run_started_in_the_app_survives_an_app_restart_and_the_new_app_follow
         page.goto(f"{first.url}/train")
         page.wait_for_selector("h1:has-text('Train')")
         settle(page)
-        page.get_by_label("Epochs").fill("400")  # far longer than the test: it is cancelled below
+        page.get_by_role("spinbutton", name="Epochs", exact=True).fill("400")  # far longer than the test: it is cancelled below
         page.get_by_role("button", name="Start training").click()
         page.get_by_text("Current run:").wait_for()
         run_dir = runs.list_runs(runs_dir)[0]["path"]
