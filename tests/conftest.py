@@ -91,6 +91,36 @@ def cli(*args, timeout=600, check=False, env=None, cwd=PROJECT):
     return proc
 
 
+@pytest.fixture
+def no_models(tmp_path, monkeypatch):
+    """An empty models folder as the active-model location, so no test touches models/."""
+    from maskdet import config
+
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    monkeypatch.setattr(config, "MODELS_DIR", models_dir)
+    monkeypatch.setattr(config, "DEFAULT_MODEL", models_dir / "maskdet.keras")
+    monkeypatch.setattr(config, "MODEL_CARD", models_dir / "maskdet.card.json")
+    return models_dir
+
+
+def launch_browser(flags):
+    """Headless Debian chromium with these flags (a generator for a fixture), or a skip (a failure in CI)
+    where it is not installed."""
+    from appserver import CHROMIUM
+
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing in CI (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=flags)
+        yield b
+        b.close()
+
+
 @pytest.fixture(scope="session")
 def trained_run(facemask_dir, tmp_path_factory):
     """A real 1-epoch run on 600 facemask-12k images, through the CLI (shared by the tests that need a model)."""

@@ -29,15 +29,6 @@ def fresh_caches():
     st.cache_resource.clear()
 
 
-@pytest.fixture
-def no_models(tmp_path, monkeypatch):
-    """An empty models folder as the active-model location, so no test touches models/."""
-    models_dir = tmp_path / "models"
-    models_dir.mkdir()
-    monkeypatch.setattr(config, "MODELS_DIR", models_dir)
-    monkeypatch.setattr(config, "DEFAULT_MODEL", models_dir / "maskdet.keras")
-    monkeypatch.setattr(config, "MODEL_CARD", models_dir / "maskdet.card.json")
-    return models_dir
 
 
 def app(page: str, data_dir, runs_dir, model_path=None, **state) -> AppTest:

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from appserver import CHROMIUM, CHROMIUM_FLAGS, PROJECT, AppServer
+from appserver import CHROMIUM_FLAGS, PROJECT, AppServer
+from conftest import launch_browser
 
 ARTIFACTS = PROJECT / "test-artifacts"
 SHOTS = ARTIFACTS / "screenshots"
@@ -26,17 +27,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless Debian chromium, or a skip (a failure in CI) where it is not installed."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing in CI (apt-get install chromium)")
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        yield b
-        b.close()
+    yield from launch_browser(FLAGS)
 
 
 @pytest.fixture(scope="module")

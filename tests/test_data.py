@@ -1,7 +1,6 @@
 """Dataset folders -> tables: class folders, formats, bad files, the leak-free split, data health."""
 import json
 import os
-import re
 import shutil
 import time
 from pathlib import Path

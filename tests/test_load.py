@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import PROJECT
-from test_browser import CHROMIUM
+from appserver import CHROMIUM
 
 pytestmark = pytest.mark.slow
 

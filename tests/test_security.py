@@ -7,7 +7,6 @@ addresses only), real AppTest sessions of the app, and the core's functions."""
 import fcntl
 import hmac
 import ipaddress
-import os
 import shutil
 import socket
 import struct
@@ -21,8 +20,8 @@ import streamlit as st
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
-from appserver import CHROMIUM, CHROMIUM_FLAGS, PROJECT, AppServer
-from conftest import cli, make_dataset, synthetic_face
+from appserver import CHROMIUM_FLAGS, PROJECT, AppServer
+from conftest import cli, launch_browser, make_dataset, synthetic_face
 from maskdet import access, config, files, models, runs
 
 APP = "../streamlit_app.py"  # AppTest resolves it against this file
@@ -114,14 +113,9 @@ def shared(monkeypatch):
 
 
 @pytest.fixture
-def models_dir(tmp_path, monkeypatch):
+def models_dir(no_models):
     """An empty models folder as the active-model location."""
-    d = tmp_path / "models"
-    d.mkdir()
-    monkeypatch.setattr(config, "MODELS_DIR", d)
-    monkeypatch.setattr(config, "DEFAULT_MODEL", d / "maskdet.keras")
-    monkeypatch.setattr(config, "MODEL_CARD", d / "maskdet.card.json")
-    return d
+    return no_models
 
 
 def fake_run(runs_dir: Path, run_id: str, model: bytes = b"model") -> Path:
@@ -515,16 +509,7 @@ def test_the_classify_page_holds_the_upload_limit_and_says_when_the_server_is_bu
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing in CI (apt-get install chromium)")
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
-        yield b
-        b.close()
+    yield from launch_browser(CHROMIUM_FLAGS)
 
 
 @pytest.mark.slow
