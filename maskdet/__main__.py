@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model; prints the run folder")
     p.add_argument("--data", type=Path, default=config.DATA_DIR)
-    p.add_argument("--backbone", choices=(*backbones.BACKBONES, backbones.SCRATCH), default=config.DEFAULT_BACKBONE,
+    p.add_argument("--backbone", choices=model_lib.BACKBONE_CHOICES, default=config.DEFAULT_BACKBONE,
                    help=f"the network under the sigmoid: an ImageNet-pretrained one, or {backbones.SCRATCH} (the seed's "
                         f"MobileNet from random weights); default {config.DEFAULT_BACKBONE}")
     p.add_argument("--input-size", type=int, default=config.DEFAULT_INPUT_SIZE,

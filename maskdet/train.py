@@ -189,12 +189,12 @@ def _phases(params: dict, backbone: str) -> list[dict]:
     random start would otherwise push large, noisy gradients into the pretrained weights), then the whole
     network fine-tunes at a low rate (Keras' transfer-learning guide)."""
     epochs = params["epochs"]
+    first_rate = params.get("learning_rate") or model_lib.default_learning_rate(backbone)
     if backbone == model_lib.backbones.SCRATCH:
-        return [{"name": "training", "start": 0, "end": epochs, "trainable": None,
-                 "learning_rate": params.get("learning_rate") or model_lib.default_learning_rate(backbone)}]
+        return [{"name": "training", "start": 0, "end": epochs, "trainable": None, "learning_rate": first_rate}]
     head = min(epochs, params.get("head_epochs", config.DEFAULT_HEAD_EPOCHS))
     return [{"name": "training the head (backbone frozen)", "start": 0, "end": head, "trainable": False,
-             "learning_rate": params.get("learning_rate") or model_lib.default_learning_rate(backbone)},
+             "learning_rate": first_rate},
             {"name": "fine-tuning the whole network", "start": head, "end": epochs, "trainable": True,
              "learning_rate": params.get("fine_tune_learning_rate", config.DEFAULT_FINE_TUNE_LEARNING_RATE)}]
 
