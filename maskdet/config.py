@@ -27,7 +27,12 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 # Images larger than this many pixels are refused (decompression-bomb guard).
 MAX_IMAGE_PIXELS = 50_000_000
-READ_THREADS = min(4, (os.cpu_count() or 1) + 1)  # threads that read and decode image files
+# Threads, all sized from this machine's cores here: reading and decoding image files (I/O-bound, so one more
+# than the cores), verifying near-copy pairs (OpenCV, CPU-bound), and each LiteRT interpreter's own.
+CPUS = os.cpu_count() or 1
+READ_THREADS = min(4, CPUS + 1)
+VERIFY_THREADS = min(4, CPUS)
+LITE_THREADS = CPUS
 
 KAGGLE_DATASET = "muhammadahsan026/facemask-dataset-covid1910k-images-2-folders"
 

@@ -10,8 +10,6 @@ misses. On face-mask-scenes (faces >= 32 px): MTCNN 91.1% found, both 94.2%, Ope
 """
 from __future__ import annotations
 
-import os
-import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,43 +128,7 @@ def _convert(traced) -> bytes:
     return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
 
 
-class _LiteModel:
-    """A TFLite network called like the Keras model it came from (a list of its outputs). Interpreters
-    are not thread-safe: each call takes one from a pool, so sessions finding faces at once do not wait."""
-
-    def __init__(self, blob: bytes, traced, interpreter, as_tensors: bool = True):
-        self.blob, self._traced, self._interpreter = blob, traced, interpreter
-        self._pool: queue.SimpleQueue = queue.SimpleQueue()
-        if as_tensors:  # MTCNN's code wants tensors
-            import tensorflow as tf
-
-            self._wrap = tf.constant  # copies the interpreter's buffer, which its next call overwrites
-        else:
-            self._wrap = np.copy
-
-    def __call__(self, x):
-        x = np.asarray(x, dtype=np.float32)
-        if not len(x) and self._traced is not None:  # no proposals: TensorFlow's answer (and error) as before
-            return self._traced(x)
-        try:
-            interp = self._pool.get_nowait()
-        except queue.Empty:
-            interp = self._interpreter(model_content=self.blob, num_threads=os.cpu_count() or 1)
-            if min(interp.get_input_details()[0]["shape_signature"]) > 0:  # a fixed input: ready it now
-                interp.allocate_tensors()  # (a resizable one is readied at its first size, below)
-        try:
-            inp = interp.get_input_details()[0]
-            if tuple(inp["shape"]) != x.shape:
-                interp.resize_tensor_input(inp["index"], list(x.shape), strict=False)
-                interp.allocate_tensors()
-            interp.set_tensor(inp["index"], x)
-            interp.invoke()
-            # the converter names the outputs Identity, Identity_1, ... in the model's order
-            outs = sorted(interp.get_output_details(),
-                          key=lambda d: int(n) if (n := d["name"].rpartition("_")[2]).isdigit() else 0)
-            return [self._wrap(interp.get_tensor(d["index"])) for d in outs]
-        finally:
-            self._pool.put(interp)
+from .litert import LiteModel as _LiteModel  # noqa: E402  (one LiteRT serving scheme: maskdet/litert.py)
 
 
 _blaze_lock = threading.Lock()

@@ -11,7 +11,6 @@ Groups are the connected components of verified pairs, with no size cap.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 
@@ -180,7 +179,6 @@ def group_images(hashes: list[str], signatures: np.ndarray, features_of, use_cac
     new = {}
     comps, units = _Components(len(unique)), _Components(len(unique))
     done = 0
-    workers = min(4, (os.cpu_count() or 1))
 
     def check(pair):
         i, j = pair
@@ -189,7 +187,7 @@ def group_images(hashes: list[str], signatures: np.ndarray, features_of, use_cac
             return verdicts[key], False
         return inliers(features_of(unique[i]), features_of(unique[j])), True
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=config.VERIFY_THREADS) as pool:
         for start in range(0, len(pairs), 512):
             # a pair already joined through others needs no verdict: the components are the same either way
             batch = [p for p in pairs[start:start + 512] if comps.find(p[0]) != comps.find(p[1])]

@@ -1,13 +1,11 @@
 """Loading a model safely, preprocessing any user image, classifying face crops and scene photos."""
 from __future__ import annotations
 
-import os
-import threading
 from pathlib import Path
 
 import numpy as np
 
-from . import config, files, images, runs
+from . import config, files, images, litert, runs
 
 
 class ModelError(ValueError):
@@ -43,7 +41,7 @@ def load_model(path: str | Path = config.DEFAULT_MODEL):
 
 
 # The TFLite engine takes this many faces at a time (twice as many images with their mirror images);
-# larger batches go through it in chunks, so that sessions sharing the model take turns. Measured here
+# larger batches go through it in chunks, which keeps each interpreter's buffers small. Measured here
 # (benchmarks/bench_infer.py): one face 1.05 ms against 8.3 ms through the compiled Keras function,
 # batches 853 against 254 faces/s.
 LITE_MAX_BATCH = 32
@@ -89,7 +87,7 @@ class Classifier:
     """A loaded model behind two engines: the TFLite interpreter once a conversion of the model file is
     at hand (one face ~1 ms here, batches ~850 faces/s), else one compiled Keras function (~8 ms a face,
     ~250 faces/s; model.predict takes ~100 ms for one face). Thread-safe: the app's sessions share one
-    Classifier per model file."""
+    Classifier per model file, each call through an interpreter of its own (maskdet/litert.py)."""
 
     def __init__(self, model, threshold: float = config.DEFAULT_THRESHOLD, lite: bytes | None = None, mirror: bool | None = None):
         import tensorflow as tf
@@ -101,8 +99,7 @@ class Classifier:
         self.mirror = model_lib.scored_with_mirror(model) if mirror is None else mirror
         self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
                                input_signature=[tf.TensorSpec([None, *config.INPUT_SHAPE], tf.float32)])
-        self._lite = None
-        self._lite_lock = threading.Lock()  # an interpreter serves one call at a time
+        self._lite: litert.LiteModel | None = None
         if lite is not None:
             self.use_lite(lite)
 
@@ -138,27 +135,14 @@ class Classifier:
 
     def use_lite(self, blob: bytes, check: bool = True) -> None:
         """Serve through this TFLite flatbuffer, after checking that it answers as Keras does."""
-        from ai_edge_litert.interpreter import Interpreter
-
-        interp = Interpreter(model_content=blob, num_threads=os.cpu_count() or 1)
-        interp.allocate_tensors()
+        lite = litert.LiteModel(blob, as_tensors=False)
         if check:
             probe = np.random.default_rng(0).integers(0, 256, (2, *config.INPUT_SHAPE)).astype(np.float32)
             keras_p = np.asarray(self._fn(probe)).reshape(-1)
-            lite_p = np.array([self._invoke(interp, x[None]) for x in probe]).reshape(-1)
+            lite_p = np.array([lite(x[None])[0] for x in probe]).reshape(-1)
             if not np.allclose(keras_p, lite_p, atol=1e-4):
                 raise ModelError(f"the TFLite conversion answers differently ({lite_p} vs {keras_p})")
-        self._lite = interp
-
-    @staticmethod
-    def _invoke(interp, x: np.ndarray) -> np.ndarray:
-        inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-        if tuple(inp["shape"]) != x.shape:
-            interp.resize_tensor_input(inp["index"], list(x.shape))
-            interp.allocate_tensors()
-        interp.set_tensor(inp["index"], x)
-        interp.invoke()
-        return interp.get_tensor(out["index"]).reshape(-1).copy()
+        self._lite = lite
 
     def probs(self, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """(N, H, W, 3) uint8 pixels -> (N,) P(with mask); with `mirror`, the mean of each face's and its
@@ -171,10 +155,7 @@ class Classifier:
             pixels = np.concatenate([pixels, pixels[:, :, ::-1]])
         if self._lite is not None:
             step = LITE_MAX_BATCH * (2 if self.mirror else 1)
-            chunks = []
-            for i in range(0, len(pixels), step):
-                with self._lite_lock:
-                    chunks.append(self._invoke(self._lite, pixels[i:i + step].astype(np.float32)))
+            chunks = [self._lite(pixels[i:i + step])[0].reshape(-1) for i in range(0, len(pixels), step)]
             p = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         else:
             out = [np.asarray(self._fn(pixels[i:i + batch_size].astype(np.float32))).reshape(-1)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import cli, need_shared, SCENES
-from maskdet import config, faces, images, infer, scenes
+from maskdet import config, faces, images, infer, litert, scenes
 
 pytestmark = pytest.mark.shared
 
@@ -214,8 +214,8 @@ def test_the_litert_finder_finds_what_tensorflow_finds(first_scenes):
     """MTCNN's networks run through LiteRT (3x faster here); on real scenes its boxes and scores are
     TensorFlow's own, and the stages really are served by LiteRT (not the TensorFlow fallback)."""
     lite, tf_only = faces.detector(), faces._build_detector(lite=False)
-    assert all(type(stage._model).__name__ == "_LiteModel" for stage in lite.stages)
-    assert not any(type(stage._model).__name__ == "_LiteModel" for stage in tf_only.stages)
+    assert all(isinstance(stage._model, litert.LiteModel) for stage in lite.stages)
+    assert not any(isinstance(stage._model, litert.LiteModel) for stage in tf_only.stages)
     compared = 0
     for scene in first_scenes[:8]:
         pixels = np.asarray(images.open_image(scene.image), dtype=np.float32)
@@ -237,7 +237,7 @@ def test_a_damaged_finder_cache_is_converted_again(tmp_path, monkeypatch):
     assert len(cached) == 3
     cached[0].write_bytes(cached[0].read_bytes()[:1000])
     again = faces._build_detector()
-    assert all(type(stage._model).__name__ == "_LiteModel" for stage in again.stages)
+    assert all(isinstance(stage._model, litert.LiteModel) for stage in again.stages)
     assert len(cached[0].read_bytes()) > 1000
     photo = np.asarray(images.open_image(scenes.read_scenes(need_shared(SCENES), limit=1)[0].image), dtype=np.float32)
     assert len(again.detect_faces(photo)) == len(first.detect_faces(photo)) >= 1
@@ -278,5 +278,5 @@ def test_an_unwritable_finder_cache_still_serves_through_litert(tmp_path, monkey
     (tmp_path / "not-a-folder").write_text("a file")
     monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "not-a-folder" / "cache")
     detector = faces._build_detector()
-    assert all(type(stage._model).__name__ == "_LiteModel" for stage in detector.stages)
+    assert all(isinstance(stage._model, litert.LiteModel) for stage in detector.stages)
     assert (tmp_path / "not-a-folder").is_file()

@@ -6,6 +6,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import PROJECT, cli, make_dataset, synthetic_face
-from maskdet import config, dataset, files, images, model as model_lib, models, runs
+from maskdet import config, dataset, files, images, infer, model as model_lib, models, runs
 
 
 def huge_png(width=20000, height=20000) -> bytes:
@@ -133,6 +134,36 @@ def test_training_refuses_data_it_cannot_train_on(tmp_path):
     proc = cli("train", "--data", one_class, "--epochs", 1, "--runs-dir", tmp_path / "runs")
     assert proc.returncode == 2 and "no readable images of class without_mask" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_sessions_classifying_at_once_get_the_answers_each_would_get_alone():
+    """Threads sharing one Classifier on LiteRT (as the app's sessions share one per model) each get the answers
+    a lone caller gets, for one face and for batches of every size: each call is served by an interpreter of
+    its own (maskdet/litert.py), resized to its batch, and no call sees another's output buffer."""
+    m = model_lib.make_model("mobilenet_scratch", alpha=0.25)
+    clf = infer.Classifier(m, lite=infer.to_tflite(m))  # checked against Keras on its way in
+    assert clf.engine == "tflite + keras"
+    rng = np.random.default_rng(5)
+    batches = [rng.integers(0, 256, (n, *config.INPUT_SHAPE)).astype(np.uint8) for n in (1, 3, 40, 1, 7, 33)]
+    alone = [clf.probs(b) for b in batches]
+    answers, failures = {}, []
+
+    def session(k):
+        try:
+            order = np.random.default_rng(k).permutation(len(batches))
+            answers[k] = [(i, clf.probs(batches[i])) for _ in range(3) for i in order]
+        except Exception as exc:  # reported below, with the session it happened in
+            failures.append(f"session {k}: {exc!r}")
+
+    threads = [threading.Thread(target=session, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    for k in range(6):
+        for i, p in answers[k]:
+            np.testing.assert_allclose(p, alone[i], atol=1e-6)
 
 
 def test_status_writes_are_atomic_under_sigkill(tmp_path):
