@@ -40,10 +40,12 @@ def main():
 def download_form():
     if msg := st.session_state.pop("download_message", None):
         st.success(msg)
+    if st.session_state.pop("download_cancelled", False):
+        st.info("Download cancelled: the download process was stopped and what it had written removed.")
     with st.expander("Download the Kaggle dataset", icon=":material/download:"):
         st.caption(f"Fetches [{config.KAGGLE_DATASET}](https://www.kaggle.com/datasets/{config.KAGGLE_DATASET}) "
                    "(about 330 MB). Your API key comes from Kaggle > Settings > API > Create New Token; "
-                   "it is used for this download only and not stored.")
+                   "it goes to the download process alone and is not stored.")
         with st.form("kaggle"):
             left, right = st.columns(2)
             username = left.text_input("Kaggle username", key="kaggle_user")
@@ -54,25 +56,42 @@ def download_form():
         download(dest, username, key)
 
 
-# Run the download with visible progress; on success make the new folder the dataset folder.
+# Run the download with its progress in counts; on success make the new folder the dataset folder. A failure
+# says why at once, outside the status box. Any click (Cancel, another widget) reruns the page, which stops
+# this run and with it the download process (maskdet.kaggle kills it and removes what it wrote).
 def download(dest: str, username: str, key: str):
     folder = common.confined(dest, "Download folder")  # only under the allowed roots, like any dataset folder
     if folder is None:
         return
     dest = str(folder)
     with st.status(f"Downloading {config.KAGGLE_DATASET} ...", expanded=True) as status:
-        st.write("Contacting Kaggle; a full download takes a few minutes on a good connection.")
+        st.button("Cancel download", key="cancel_download", icon=":material/cancel:",
+                  on_click=lambda: st.session_state.update(download_cancelled=True))
+        bar = st.progress(0.0, text="Contacting Kaggle; a full download takes a few minutes on a good connection.")
         try:
-            folder = kaggle.download(dest, username.strip() or None, key.strip() or None)
+            folder = kaggle.download(dest, username.strip() or None, key.strip() or None,
+                                     progress=lambda done, total, what: bar.progress(*progress_text(done, total, what)))
         except dataset.DatasetError as exc:
-            status.update(label="Download failed", state="error")
-            st.error(str(exc))
-            return
-        status.update(label=f"Downloaded into {folder}", state="complete")
+            status.update(label="Download failed", state="error", expanded=False)
+            failed = str(exc)
+        else:
+            failed = None
+            status.update(label=f"Downloaded into {folder}", state="complete", expanded=False)
+    if failed:
+        st.error(f"**The download failed.** {failed}", icon=":material/error:")
+        return
     st.session_state["pending_data_dir"] = str(folder)
     st.session_state["download_message"] = f"Downloaded the dataset into `{folder}`; it is now the dataset folder."
     common.load_table.clear()
     st.rerun()
+
+
+# The download's progress bar: share done and "Downloading: 12.5 of 330.0 MB" / "Unpacking: 500 of 12,000 files".
+def progress_text(done: int, total: int, what: str) -> tuple[float, str]:
+    if what == "downloading":
+        mb = f"{done / 1e6:,.1f} of {total / 1e6:,.1f} MB" if total else f"{done / 1e6:,.1f} MB"
+        return (min(done / total, 1.0) if total else 0.0), f"Downloading: {mb}"
+    return min(done / max(total, 1), 1.0), f"{what.capitalize()}: {done:,} of {total:,} files"
 
 
 # The dataset table, or None after saying clearly why the folder cannot be used.

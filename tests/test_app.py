@@ -159,26 +159,36 @@ def test_a_failed_run_shows_its_error(tmp_path, no_models):
     assert any("The run failed." in e.value and "no readable images of class with_mask" in e.value for e in at.error)
 
 
-def test_the_kaggle_form_reports_a_failed_download_and_selects_a_finished_one(tmp_path, tiny_dataset, no_models,
-                                                                               monkeypatch):
-    from maskdet import dataset, kaggle
+def test_the_kaggle_form_shows_why_a_download_failed_at_once_and_selects_a_finished_one(tmp_path, no_models,
+                                                                                       monkeypatch):
+    """The real download process, with Kaggle played by tests/kaggle_server.py."""
+    from conftest import make_dataset
+    from kaggle_server import FakeKaggle
+    from maskdet import kaggle
 
-    def refuse(dest, username, key):
-        raise dataset.DatasetError("Kaggle rejected the credentials (opendatasets asked for them again)")
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle-json"))
+    upstream = make_dataset(tmp_path / "upstream" / "FaceMask Dataset", per_class=40).parent
+    with FakeKaggle(upstream, monkeypatch, status=401) as fake:
+        monkeypatch.setattr(kaggle, "_check_kaggle", lambda username, key, dataset: {"totalBytes": len(fake.archive)})
+        at = app("dataset", tmp_path / "nowhere", tmp_path / "runs").run()
+        at.text_input(key="kaggle_user").input("someone")
+        at.text_input(key="kaggle_key").input("wrong")
+        next(t for t in at.text_input if t.label == "Download into").input(str(tmp_path / "data"))
+        button(at, "Download").click().run()
+        no_exceptions(at)
+        in_boxes = [e.value for box in [*at.status, *at.expander] for e in box.error]  # shown only when opened
+        shown = [e.value for e in at.error if e.value not in in_boxes]
+        assert any("Kaggle refused the credentials (401)" in e for e in shown), (shown, in_boxes)
+        assert [s.label for s in at.status] == ["Download failed"] and at.status[0].state == "error"
+        assert at.session_state["data_dir"] == str(tmp_path / "nowhere")
 
-    monkeypatch.setattr(kaggle, "download", refuse)
-    at = app("dataset", tmp_path / "nowhere", tmp_path / "runs").run()
-    at.text_input(key="kaggle_user").input("someone")
-    at.text_input(key="kaggle_key").input("wrong")
-    button(at, "Download").click().run()
-    no_exceptions(at)
-    assert "Kaggle rejected the credentials" in texts(at)
-    assert at.session_state["data_dir"] == str(tmp_path / "nowhere")
-
-    monkeypatch.setattr(kaggle, "download", lambda dest, username, key: tiny_dataset)
-    button(at, "Download").click().run()
-    no_exceptions(at)
-    assert at.session_state["data_dir"] == str(tiny_dataset)  # the download is now the dataset folder
+        fake.status = 200
+        button(at, "Download").click().run()
+        no_exceptions(at)
+    folder = tmp_path / "data" / config.KAGGLE_DATASET.split("/")[-1]
+    assert at.session_state["data_dir"] == str(folder)  # the download is now the dataset folder
     assert "Files: 80" in texts(at) and "now the dataset folder" in texts(at)
 
 

@@ -375,7 +375,7 @@ def test_the_kaggle_download_writes_only_under_the_roots(roots, monkeypatch):
 
     allowed, private = roots
     asked = []
-    monkeypatch.setattr(kaggle, "download", lambda dest, username, key: asked.append(dest) or Path(dest))
+    monkeypatch.setattr(kaggle, "download", lambda dest, username, key, **how: asked.append(dest) or Path(dest))
     at = app("dataset", data_dir=str(allowed / "faces"), runs_dir=str(allowed / "runs")).run()
     at.text_input(key="kaggle_user").input("someone")
     at.text_input(key="kaggle_key").input("key")
