@@ -10,10 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from appserver import CHROMIUM, CHROMIUM_FLAGS, AppServer  # noqa: E402
+from appserver import CHROMIUM, CHROMIUM_FLAGS, AppServer
 
 
 def one_cold_start(browser, image: Path) -> tuple[float, float]:

@@ -13,13 +13,11 @@ import json
 import os
 import random
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 os.environ["MASKDET_CACHE"] = tempfile.mkdtemp(prefix="bench-groups-")  # before maskdet reads it
 
 from maskdet import config, dataset, health  # noqa: E402

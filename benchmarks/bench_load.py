@@ -26,10 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from appserver import CHROMIUM, CHROMIUM_FLAGS, PROJECT, AppServer  # noqa: E402
+from appserver import CHROMIUM, CHROMIUM_FLAGS, PROJECT, AppServer
 
 SHARED = PROJECT.parent / "shared" / "datasets"
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"

@@ -23,7 +23,6 @@ os.environ["MASKDET_DATA_ROOTS"] = os.pathsep.join(
     [tempfile.gettempdir(), str(PROJECT.parent / "shared" / "datasets"), str(PROJECT / "data")])
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-sys.path.insert(0, str(PROJECT / "benchmarks"))  # appserver: the app's server for browser tests and benchmarks
 SHARED = PROJECT.parent / "shared" / "datasets"
 FACEMASK = SHARED / "facemask-12k"
 SCENES = SHARED / "face-mask-scenes"

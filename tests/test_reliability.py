@@ -170,12 +170,12 @@ def test_status_writes_are_atomic_under_sigkill(tmp_path):
     """A writer killed at random moments leaves the old or the new status, never a torn file."""
     target = tmp_path / "status.json"
     files.write_json_atomic(target, {"n": -1, "pad": "x"})
-    writer = ("import sys; sys.path.insert(0, sys.argv[2]); from maskdet import files; from pathlib import Path\n"
+    writer = ("import sys; from maskdet import files; from pathlib import Path\n"
               "i = 0\nwhile True:\n    files.write_json_atomic(Path(sys.argv[1]), {'n': i, 'pad': 'x' * 200000}); i += 1\n")
     seen = set()
     rng = np.random.default_rng(1)
     for _ in range(15):
-        proc = subprocess.Popen([sys.executable, "-c", writer, str(target), str(PROJECT)])
+        proc = subprocess.Popen([sys.executable, "-c", writer, str(target)])
         time.sleep(0.3 + rng.random() * 0.4)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -193,8 +193,8 @@ def test_promotion_and_rollback_killed_at_any_moment_leave_whole_files(tmp_path)
     run_a = fake_run(tmp_path / "runs", "20260101-000000-aaaa", big_a)
     run_b = fake_run(tmp_path / "runs", "20260101-000000-bbbb", big_b)
     dest, card = tmp_path / "models" / "maskdet.keras", tmp_path / "models" / "maskdet.card.json"
-    worker = ("import sys; sys.path.insert(0, sys.argv[1]); from maskdet import models; from pathlib import Path\n"
-              "a, b, dest, card = map(Path, sys.argv[2:])\n"
+    worker = ("import sys; from maskdet import models; from pathlib import Path\n"
+              "a, b, dest, card = map(Path, sys.argv[1:])\n"
               "while True:\n"
               "    for run in (b, a):\n"
               "        try:\n            models.promote(run, dest, card)\n"
@@ -204,7 +204,7 @@ def test_promotion_and_rollback_killed_at_any_moment_leave_whole_files(tmp_path)
     rng = np.random.default_rng(2)
     seen = set()
     for _ in range(15):
-        proc = subprocess.Popen([sys.executable, "-c", worker, str(PROJECT), str(run_a), str(run_b), str(dest), str(card)])
+        proc = subprocess.Popen([sys.executable, "-c", worker, str(run_a), str(run_b), str(dest), str(card)])
         time.sleep(0.4 + rng.random() * 0.5)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
