@@ -18,6 +18,7 @@ PAGES = [
     ("train", dict(page="app_pages/train.py", title="Train", icon=":material/model_training:")),
     ("evaluate", dict(page="app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:")),
     ("classify", dict(page="app_pages/classify.py", title="Classify", icon=":material/face:")),
+    ("classify", dict(page="app_pages/video.py", title="Video", icon=":material/videocam:")),
 ]
 MODE_ICONS = {"local": ":material/computer:", "token": ":material/key:", "classify-only": ":material/public:"}
 

@@ -92,6 +92,24 @@ def parser() -> argparse.ArgumentParser:
                         '"mode": "scene"|"crop", "faces": [{"box": [xmin, ymin, xmax, ymax], "p_mask", "label"}]}')
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser(
+        "predict-video", help="find, classify and count the faces of a video file (mp4, mov, webm, mkv, avi)",
+        description="Every N-th frame's faces are found and classified; a tracker joins a person's faces across "
+                    "frames, so each person is counted once, with the label most of their frames gave. Progress "
+                    "and time left go to stderr. docs/video.md has the details and the speed.")
+    _model_arg(p)
+    p.add_argument("video", type=Path)
+    p.add_argument("--every", type=int, default=2, metavar="N", help="analyse every N-th frame (default 2)")
+    p.add_argument("--out", type=Path, help="write the annotated video here (H.264 mp4)")
+    p.add_argument("--csv", type=Path, help="write one row per face found here (frame, t, track, label, p_mask, box)")
+    p.add_argument("--finder", choices=["fast", "balanced", "thorough"], default="fast",
+                   help="fast: BlazeFace alone (default); balanced: + MTCNN once; thorough: the photos' finder")
+    p.add_argument("--threshold", type=float, default=config.DEFAULT_THRESHOLD)
+    p.add_argument("--json", action="store_true",
+                   help='one JSON line per analysed frame {"frame", "t", "faces": [{"box", "p_mask", "label", '
+                        '"track"}]}, then {"summary": {...}} with the people counted')
+    p.set_defaults(func=cmd_predict_video)
+
     p = sub.add_parser("evaluate-scenes", help="find and classify the faces of annotated photos (Pascal VOC)")
     _model_arg(p)
     p.add_argument("--data", type=Path, required=True,
@@ -296,6 +314,13 @@ def cmd_predict(a):
             faces = "; ".join(f"{f['label']} (p_mask {f['p_mask']:.3f}) at {f['box']}" for f in r["faces"])
             print(f"{path}: {r['note']}" + (f": {faces}" if faces else ""))
     return 1 if failed else 0
+
+
+def cmd_predict_video(a):
+    from . import video
+
+    return video.predict(a.video, a.model, every=a.every, out=a.out, csv=a.csv, as_json=a.json, finder=a.finder,
+                         threshold=a.threshold)
 
 
 def cmd_evaluate_scenes(a):

@@ -67,3 +67,10 @@ DEFAULT_LEARNING_RATE = 2e-3  # the whole network's, from scratch
 # accuracy at 5e-3 against 95.0% at 2e-3 (docs/models.md)
 DEFAULT_HEAD_LEARNING_RATE = 5e-3
 DEFAULT_FINE_TUNE_LEARNING_RATE = 1e-4  # the whole network's once a pretrained backbone is unfrozen
+
+# Videos (maskdet/video.py, the Video page). A video upload's own limit: 200 MB holds about 10 minutes of a phone's
+# 720p clip. The server-wide ceiling, server.maxUploadSize, still caps it (20 MB as shipped: about 2 minutes of
+# 720p), so the page offers the smaller of the two and says which.
+VIDEO_UPLOAD_MAX_MB = 200
+VIDEO_MAX_SECONDS = 15 * 60  # longer clips are refused on the page (the command line takes any length)
+VIDEO_MAX_PIXELS = 4096 * 2160  # a frame larger than 4K is refused (decoding one is ~35 MB of memory)
