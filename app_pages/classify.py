@@ -5,8 +5,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from maskdet import access, config, gallery, images, infer
 from app_pages import common
+from maskdet import access, config, gallery, images, infer
 
 EXTENSIONS = [e.lstrip(".") for e in config.IMAGE_EXTENSIONS]
 
@@ -48,7 +48,8 @@ def photo_mode() -> str:
 
 # The photos to classify: uploads first, then a camera shot; a list of (name, bytes).
 def inputs() -> list[tuple[str, bytes]]:
-    limit = min(config.UPLOAD_MAX_MB, st.get_option("server.maxUploadSize"))  # a --server.maxUploadSize flag can lower it
+    # a --server.maxUploadSize flag can lower it
+    limit = min(config.UPLOAD_MAX_MB, st.get_option("server.maxUploadSize"))
     files = st.file_uploader("Photos", type=EXTENSIONS, accept_multiple_files=True, key="photos",
                              max_upload_size=limit,
                              help=f"{', '.join(EXTENSIONS)}; up to {limit} MB a file")

@@ -19,8 +19,19 @@ import streamlit as st
 from PIL import Image
 from streamlit.logger import get_logger
 
-from maskdet import access as access_rules
-from maskdet import config, dataset, evaluate, gallery, health, images, infer, models, runs, saliency
+from maskdet import (
+    access as access_rules,
+    config,
+    dataset,
+    evaluate,
+    gallery,
+    health,
+    images,
+    infer,
+    models,
+    runs,
+    saliency,
+)
 
 # The server's log (stdout): one line per model load, so an operator (and the load test) can see that a
 # model is loaded once per process and model version, however many sessions use it.
@@ -212,7 +223,8 @@ def _load_table(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION, 
     def progress(done, total, what="reading images"):
         contextvars.copy_context().run(draw, done, total, what)
 
-    return dataset.scan(folder, val_fraction=val_fraction, progress=progress if _bar else None).drop(columns=["signature"])
+    table = dataset.scan(folder, val_fraction=val_fraction, progress=progress if _bar else None)
+    return table.drop(columns=["signature"])
 
 
 load_table.clear = _load_table.clear  # pages clear the tables after a download

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from maskdet import config, dataset, gallery, kaggle
 from app_pages import common
+from maskdet import config, dataset, gallery, kaggle
 
 
 # Read top-down: get the data, summarise it, show its problems, let the user browse it.

@@ -6,8 +6,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from maskdet import config, dataset, evaluate, gallery, models, runs
 from app_pages import common
+from maskdet import config, dataset, evaluate, gallery, models, runs
 
 
 # Read top-down: pick the model's predictions, choose a threshold, see the figures, then the errors.
@@ -32,8 +32,8 @@ def main():
         st.warning(f"This model gives every image about the same P(mask) ({p.mean():.2f}): it has not learned "
                    "to tell the classes apart yet. Train it for more epochs (Train page).",
                    icon=":material/warning:")
-    threshold = st.slider("Decision threshold: P(mask) at or above it means *with mask*", 0.01, 0.99, config.DEFAULT_THRESHOLD, 0.01,
-                          key="threshold")
+    threshold = st.slider("Decision threshold: P(mask) at or above it means *with mask*", 0.01, 0.99,
+                          config.DEFAULT_THRESHOLD, 0.01, key="threshold")
     m = evaluate.metrics(y, p, threshold)
     headline(m)
     left, right = st.columns([1, 1])
@@ -190,8 +190,8 @@ def error_gallery(model_path: Path, wrong: pd.DataFrame, fam: dict):
                 st.caption(common.short_name(r.path) + (f" (+{extra} wrong {'copy' if extra == 1 else 'copies'})"
                                                          if extra else ""))
     if show_saliency:
-        st.caption("Grad-CAM on the deepest backbone feature map with at least 6x6 cells: it shows where the evidence for the "
-                   "(wrong) predicted class lies. Mask errors driven by backgrounds, borders or image quality "
+        st.caption("Grad-CAM on the deepest backbone feature map with at least 6x6 cells: it shows where the evidence "
+                   "for the (wrong) predicted class lies. Mask errors driven by backgrounds, borders or image quality "
                    "rather than the mouth and nose point to a shortcut in the data.")
 
 

@@ -9,8 +9,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from maskdet import config, model as model_lib, models, runs
 from app_pages import common
+from maskdet import config, model as model_lib, models, runs
 
 
 # Read top-down: the form, the live run, the list of runs, comparing them, the models.
@@ -70,8 +70,8 @@ def training_form(data_dir: Path) -> dict | None:
             a, b, c = st.columns(3)
             lr = a.number_input("Learning rate", 1e-5, 1e-1, None, format="%.4f", step=1e-4, key="f_lr",
                                 placeholder="the backbone's default",
-                                help=f"A pretrained backbone's new head: {config.DEFAULT_HEAD_LEARNING_RATE:g} by default; "
-                                f"from scratch, the whole network's: {config.DEFAULT_LEARNING_RATE:g}")
+                                help=f"A pretrained backbone's new head: {config.DEFAULT_HEAD_LEARNING_RATE:g} by "
+                                f"default; from scratch, the whole network's: {config.DEFAULT_LEARNING_RATE:g}")
             ft_lr = b.number_input("Fine-tuning learning rate", 1e-6, 1e-2, config.DEFAULT_FINE_TUNE_LEARNING_RATE,
                                    format="%.5f", step=1e-5, key="f_ft_lr",
                                    help="Pretrained backbones: the rate once the backbone is unfrozen")
@@ -90,7 +90,8 @@ def training_form(data_dir: Path) -> dict | None:
     if not go:
         return None
     return {"backbone": backbone, "input_size": int(size), "epochs": int(epochs), "head_epochs": int(head_epochs),
-            "batch_size": int(batch), "alpha": float(alpha), "learning_rate": float(lr) if lr else model_lib.default_learning_rate(backbone),
+            "batch_size": int(batch), "alpha": float(alpha),
+            "learning_rate": float(lr) if lr else model_lib.default_learning_rate(backbone),
             "fine_tune_learning_rate": float(ft_lr), "val_fraction": float(val),
             "limit": int(limit) if limit else None, "augment": bool(augment), "seed": 0}
 
@@ -246,7 +247,8 @@ def run_table(all_runs: list[dict]):
                      "balanced accuracy": evaluation.get("balanced_accuracy"),
                      "val accuracy": r.get("val_accuracy"), "warning": f"⚠ {doubt}" if doubt else "",
                      "train images": r.get("train_images"),
-                     "backbone": p.get("backbone", "mobilenet_scratch"), "batch": p.get("batch_size"), "learning rate": p.get("learning_rate"),
+                     "backbone": p.get("backbone", "mobilenet_scratch"), "batch": p.get("batch_size"),
+                     "learning rate": p.get("learning_rate"),
                      "limit": p.get("limit"), "time": clock(r.get("elapsed_s")) if r.get("elapsed_s") else "",
                      "error": r.get("error") or ""})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={

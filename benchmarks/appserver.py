@@ -41,7 +41,7 @@ class AppServer:
         self.start_timeout = start_timeout
         self.proc = None
 
-    def start(self) -> "AppServer":
+    def start(self) -> AppServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.started = time.perf_counter()
@@ -93,7 +93,7 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def __enter__(self) -> "AppServer":
+    def __enter__(self) -> AppServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -36,7 +36,8 @@ def describe(model_path: Path) -> tuple[str, str]:
         what += f", head only ({params.get('head_epochs')} ep)"
     else:
         what += f", {params.get('epochs')} ep"
-    took = f"{status['elapsed_s'] / 60:.0f} min" if status.get("elapsed_s") and model_path.name == "model.keras" else "-"
+    trained_here = status.get("elapsed_s") and model_path.name == "model.keras"
+    took = f"{status['elapsed_s'] / 60:.0f} min" if trained_here else "-"
     return what, took
 
 

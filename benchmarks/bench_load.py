@@ -172,7 +172,7 @@ async def load(server, a, photos, broken, train_run) -> dict:
         await classify_tab(browser, server.url, photos[:1], broken, warm, -1, timeout_ms)
         report["warm_up_s"] = time.perf_counter() - t
         report["rss_after_warm_up_mb"] = server.rss_mb()
-        for r in range(a.rounds):
+        for _ in range(a.rounds):
             stats = {"handled": 0, "errors": [], "latency": [], "watch_views": []}
             stop = asyncio.Event()
             watchers = [asyncio.create_task(watch_tab(browser, server.url, stats, stop, w, timeout_ms))
@@ -235,7 +235,8 @@ def main():
             machine=f"{platform.node()} {os.cpu_count()} cores", date=time.strftime("%Y-%m-%d %H:%M"),
             tabs=a.tabs, watchers=a.watchers if train_run else 0, uploads_per_tab=a.uploads + 1,
             server_healthy_after_s=server.healthy_after, rss_peak_mb=sampler.peak,
-            model_loads=server.model_loads(), model_log=[line.split("maskdet: ", 1)[1] for line in server.log_text().splitlines() if "maskdet: " in line],
+            model_loads=server.model_loads(),
+            model_log=[line.split("maskdet: ", 1)[1] for line in server.log_text().splitlines() if "maskdet: " in line],
             server_alive=server.proc.poll() is None and server.healthy(), total_s=time.perf_counter() - started,
             training_run=train_run.name if train_run else None)
     finally:

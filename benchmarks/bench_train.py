@@ -71,7 +71,8 @@ def main():
         t0 = time.perf_counter()
         pixels = pipeline.load_pixels(table, use_cache=False)
         decode_s = time.perf_counter() - t0
-        ds = pipeline.make_dataset(pixels[:n_used], dataset.labels_of(table)[:n_used], bs, training=True, augment=augment)
+        ds = pipeline.make_dataset(pixels[:n_used], dataset.labels_of(table)[:n_used], bs, training=True,
+                                   augment=augment)
         rates = fit(ds, n_used, a.epochs, a.alpha)
         rates[0] = n_used / (n_used / rates[0] + decode_s)
         results[f"maskdet pipeline, augment={augment} (epoch 1 incl. decode {decode_s:.1f} s)"] = rates
@@ -82,7 +83,8 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             for path, label in zip(table["path"][:n_used], table["label"][:n_used]):
                 (Path(tmp) / label).mkdir(exist_ok=True)
-                os.symlink(os.path.abspath(path), Path(tmp) / label / f"{len(os.listdir(Path(tmp) / label))}_{Path(path).name}")
+                n = len(os.listdir(Path(tmp) / label))
+                os.symlink(os.path.abspath(path), Path(tmp) / label / f"{n}_{Path(path).name}")
             gen = ImageDataGenerator(rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
                                      shear_range=0.2, zoom_range=0.2, horizontal_flip=True, fill_mode="nearest")
             flow = gen.flow_from_directory(tmp, target_size=config.IMAGE_SIZE, batch_size=bs, class_mode="binary")

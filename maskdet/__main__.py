@@ -1,4 +1,5 @@
-"""The command line: python -m maskdet {download,scan,train,runs,cancel,evaluate,evaluate-scenes,predict,promote,rollback,export}."""
+"""The command line: python -m maskdet {download,scan,train,runs,cancel,evaluate,evaluate-scenes,
+predict,promote,rollback,export}."""
 from __future__ import annotations
 
 import argparse
@@ -34,17 +35,18 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model; prints the run folder")
     p.add_argument("--data", type=Path, default=config.DATA_DIR)
     p.add_argument("--backbone", choices=model_lib.BACKBONE_CHOICES, default=config.DEFAULT_BACKBONE,
-                   help=f"the network under the sigmoid: an ImageNet-pretrained one, or {backbones.SCRATCH} (the seed's "
-                        f"MobileNet from random weights); default {config.DEFAULT_BACKBONE}")
+                   help=f"the network under the sigmoid: an ImageNet-pretrained one, or {backbones.SCRATCH} "
+                        f"(the seed's MobileNet from random weights); default {config.DEFAULT_BACKBONE}")
     p.add_argument("--input-size", type=int, default=config.DEFAULT_INPUT_SIZE,
                    help="side in px a pretrained backbone sees each face at (crops are resized inside the model)")
     p.add_argument("--epochs", type=int, default=config.DEFAULT_EPOCHS)
     p.add_argument("--head-epochs", type=int, default=config.DEFAULT_HEAD_EPOCHS,
                    help="pretrained backbone: epochs with the backbone frozen before fine-tuning the whole network")
     p.add_argument("--batch-size", type=int, default=config.DEFAULT_BATCH_SIZE)
-    p.add_argument("--alpha", type=float, default=config.DEFAULT_ALPHA, help=f"{backbones.SCRATCH}: MobileNet width multiplier")
-    p.add_argument("--learning-rate", type=float, help=f"default {config.DEFAULT_HEAD_LEARNING_RATE:g} for a pretrained "
-                   f"backbone's head, {config.DEFAULT_LEARNING_RATE:g} for the whole network from scratch")
+    p.add_argument("--alpha", type=float, default=config.DEFAULT_ALPHA,
+                   help=f"{backbones.SCRATCH}: MobileNet width multiplier")
+    p.add_argument("--learning-rate", type=float, help=f"default {config.DEFAULT_HEAD_LEARNING_RATE:g} for a "
+                   f"pretrained backbone's head, {config.DEFAULT_LEARNING_RATE:g} for the whole network from scratch")
     p.add_argument("--fine-tune-learning-rate", type=float, default=config.DEFAULT_FINE_TUNE_LEARNING_RATE,
                    help="pretrained backbone: the learning rate once it is unfrozen")
     p.add_argument("--val-fraction", type=float, default=config.DEFAULT_VAL_FRACTION)
@@ -209,7 +211,8 @@ def cmd_train(a):
         status = train.run(a.run_dir, lock_fd=a.lock_fd)
         return 0 if status["state"] != "failed" else 1
     params = {"backbone": a.backbone, "input_size": a.input_size, "epochs": a.epochs, "head_epochs": a.head_epochs,
-              "batch_size": a.batch_size, "alpha": a.alpha, "learning_rate": a.learning_rate or model_lib.default_learning_rate(a.backbone),
+              "batch_size": a.batch_size, "alpha": a.alpha,
+              "learning_rate": a.learning_rate or model_lib.default_learning_rate(a.backbone),
               "fine_tune_learning_rate": a.fine_tune_learning_rate,
               "val_fraction": a.val_fraction, "limit": a.limit, "augment": a.augment, "seed": a.seed}
     if not a.resume and not Path(a.data).expanduser().is_dir():  # a resumed run reads its own params.json
@@ -344,7 +347,8 @@ def cmd_evaluate_scenes(a):
           f"false boxes per photo: {m['false_boxes_per_image']:.2f}")
     for cls, c in m["per_class"].items():
         right = f", found and labelled right {pc(c['found_and_right'])}" if "found_and_right" in c else ""
-        false = f", false boxes labelled so per photo {c['false_boxes_per_image']:.2f}" if "false_boxes_per_image" in c else ""
+        false = (f", false boxes labelled so per photo {c['false_boxes_per_image']:.2f}"
+                 if "false_boxes_per_image" in c else "")
         print(f"  {cls} ({c['faces']} faces): found {pc(c['found'])}{right}{false}; labelled {c['predicted']}")
     for e in m["errors"]:
         print(f"error: {e}")

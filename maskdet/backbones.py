@@ -53,7 +53,7 @@ class BackboneError(ValueError):
     """A backbone that cannot be built here; the message says why."""
 
 
-def state_dict(name: str) -> "collections.OrderedDict[str, np.ndarray]":
+def state_dict(name: str) -> collections.OrderedDict[str, np.ndarray]:
     """The original network's tensors, by the original's names, in its order."""
     if name == "mobilenet_v2":
         path = WEIGHTS_DIR / "mobilenet_v2-b0353104.npz"
@@ -183,7 +183,8 @@ def build(name: str, input_size: int = 224, imagenet_head: bool = False):
     if not imagenet_head:
         tensors = tensors[:-2]  # the original's 1000-class classifier
     inputs = keras.Input((input_size, input_size, 3), name="pixels")
-    x = keras.layers.Normalization(mean=list(spec.mean), variance=[s * s for s in spec.std], name="imagenet_norm")(inputs)
+    norm = keras.layers.Normalization(mean=list(spec.mean), variance=[s * s for s in spec.std], name="imagenet_norm")
+    x = norm(inputs)
     if name == "mobilenet_v2":
         b = _Builder(1e-5, "torch")
         x = _mobilenet_v2(x, b)

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from . import config, files
+from .litert import LiteModel as _LiteModel
 
 # Photos larger than this (longer side, pixels) are shrunk for finding and the boxes mapped back:
 # finding time grows with the pixel count, and a face that is still under ~20 px at this size is
@@ -126,9 +127,6 @@ def _convert(traced) -> bytes:
 
     frozen = convert_variables_to_constants_v2(traced.get_concrete_function())
     return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
-
-
-from .litert import LiteModel as _LiteModel  # noqa: E402  (one LiteRT serving scheme: maskdet/litert.py)
 
 
 _blaze_lock = threading.Lock()

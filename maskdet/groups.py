@@ -33,7 +33,8 @@ SPLIT_INLIERS = 16
 RANSAC_PX = 3.0  # reprojection error allowed, pixels at FEATURE_SIDE
 SCALE_RANGE = (0.4, 2.5)  # a zoom beyond these is no augmentation of this data
 VERSION = 1  # of the grouping rule: part of every cache key here
-_PARAMS = f"{VERSION}|{NEIGHBOURS}|{MIN_SIMILARITY}|{FEATURE_SIDE}|{N_FEATURES}|{FAST_THRESHOLD}|{MIN_INLIERS}|{SPLIT_INLIERS}|{RANSAC_PX}|{SCALE_RANGE}"
+_PARAMS = (f"{VERSION}|{NEIGHBOURS}|{MIN_SIMILARITY}|{FEATURE_SIDE}|{N_FEATURES}|{FAST_THRESHOLD}|{MIN_INLIERS}|"
+           f"{SPLIT_INLIERS}|{RANSAC_PX}|{SCALE_RANGE}")
 
 
 # ---------------------------------------------------------------- per image
@@ -122,7 +123,9 @@ def candidate_pairs(signatures: np.ndarray, keys: np.ndarray, k: int | None = No
         block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf
         cols = np.argpartition(-block, k - 1, axis=1)[:, :k]
         rows = np.repeat(np.arange(len(block)), k)
-        pi.append(rows + start); pj.append(cols.ravel()); sims.append(block[rows, cols.ravel()])
+        pi.append(rows + start)
+        pj.append(cols.ravel())
+        sims.append(block[rows, cols.ravel()])
     pi, pj, s = np.concatenate(pi), np.concatenate(pj), np.concatenate(sims)
     lo, hi = np.minimum(pi, pj), np.maximum(pi, pj)
     _, first = np.unique(lo * n + hi, return_index=True)

@@ -89,7 +89,8 @@ class Classifier:
     ~250 faces/s; model.predict takes ~100 ms for one face). Thread-safe: the app's sessions share one
     Classifier per model file, each call through an interpreter of its own (maskdet/litert.py)."""
 
-    def __init__(self, model, threshold: float = config.DEFAULT_THRESHOLD, lite: bytes | None = None, mirror: bool | None = None):
+    def __init__(self, model, threshold: float = config.DEFAULT_THRESHOLD, lite: bytes | None = None,
+                 mirror: bool | None = None):
         import tensorflow as tf
 
         from . import model as model_lib
@@ -109,7 +110,7 @@ class Classifier:
 
     @classmethod
     def load(cls, path: str | Path = config.DEFAULT_MODEL, threshold: float = config.DEFAULT_THRESHOLD,
-             lite: str = "cached", mirror: bool | None = None) -> "Classifier":
+             lite: str = "cached", mirror: bool | None = None) -> Classifier:
         """Load a .keras file. lite: "cached" uses a cached TFLite conversion when there is one,
         "convert" converts now when there is none (a few seconds, then cached), "off" never."""
         clf = cls(load_model(path), threshold, mirror=mirror)

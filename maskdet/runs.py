@@ -15,7 +15,7 @@ import secrets
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import config, files
@@ -45,7 +45,7 @@ def read_json(path: Path, default=None):
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def new_run_id() -> str:
@@ -194,7 +194,8 @@ def start(data_dir, runs_dir: Path = config.RUNS_DIR, **train_params) -> Path:
     try:
         run_dir = runs_dir / new_run_id()
         run_dir.mkdir(parents=True)
-        files.write_json_atomic(run_dir / "params.json", {"data": str(Path(data_dir).expanduser().resolve()), **train_params})
+        data = str(Path(data_dir).expanduser().resolve())
+        files.write_json_atomic(run_dir / "params.json", {"data": data, **train_params})
         files.write_json_atomic(run_dir / "status.json", {"run_id": run_dir.name, "state": "queued", "created": now()})
         args = [sys.executable, "-m", "maskdet", "train", "--run-dir", str(run_dir), "--lock-fd", str(fd)]
         with open(run_dir / "log.txt", "ab") as log:

@@ -78,7 +78,7 @@ class _Unpickler(pickle.Unpickler):
         return self.storages[key]
 
 
-def read_state_dict(path: str | Path) -> "collections.OrderedDict[str, np.ndarray]":
+def read_state_dict(path: str | Path) -> collections.OrderedDict[str, np.ndarray]:
     """The tensors of a legacy `.pth` state dict as numpy arrays, in the file's order."""
     path = Path(path)
     storages: dict[str, _Storage] = {}

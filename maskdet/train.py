@@ -242,7 +242,8 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
             with strategy.scope():
                 if phase["trainable"] is not None:
                     model_lib.set_backbone_trainable(model, phase["trainable"])
-                model_lib.compile_model(model, phase["learning_rate"], steps_per_epoch * (phase["end"] - phase["start"]))
+                steps = steps_per_epoch * (phase["end"] - phase["start"])
+                model_lib.compile_model(model, phase["learning_rate"], steps)
         status.update(phase=phase["name"], steps_per_epoch=steps_per_epoch, replicas=strategy.num_replicas_in_sync,
                       resumed_from_epoch=initial_epoch or None)
         _allow_multi_worker_fit(model, strategy)

@@ -89,7 +89,7 @@ class FakeKaggle:
         """Let a paused download finish."""
         self._release.set()
 
-    def __enter__(self) -> "FakeKaggle":
+    def __enter__(self) -> FakeKaggle:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

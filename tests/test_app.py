@@ -332,8 +332,8 @@ def fake_finished_run(runs_dir: Path, run_id: str, confusion_matrix, state="done
     (tp, fn), (fp, tn) = confusion_matrix
     m = evaluate.metrics([1] * (tp + fn) + [0] * (fp + tn), [0.9] * tp + [0.1] * fn + [0.9] * fp + [0.1] * tn)
     files.write_json_atomic(run_dir / "evaluation.json", m)
-    files.write_json_atomic(run_dir / "status.json", {"run_id": run_id, "state": state, "epochs": 1, "completed_epochs": 1,
-                                                      "val_accuracy": m["accuracy"]})
+    files.write_json_atomic(run_dir / "status.json", {"run_id": run_id, "state": state, "epochs": 1,
+                                                      "completed_epochs": 1, "val_accuracy": m["accuracy"]})
     (run_dir / "model.keras").write_bytes(b"not really a model " + run_id.encode())
     return run_dir
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from appserver import CHROMIUM_FLAGS, PROJECT, AppServer
 from conftest import launch_browser
 
@@ -107,7 +108,8 @@ def test_a_fresh_server_answers_an_uploaded_photo_on_the_classify_page(page, ser
     settle(page)
     page.get_by_text("Use the camera").click()
     # a click before the camera streams takes no picture: wait for the video to show frames
-    page.wait_for_function("Array.from(document.querySelectorAll('video')).some(v => v.readyState >= 2 && v.videoWidth > 0)")
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('video')).some(v => v.readyState >= 2 && v.videoWidth > 0)")
     settle(page)
     page.get_by_role("button", name="Take Photo").click()
     page.locator("[data-testid=stMain] h2").filter(has_text="mask").nth(1).wait_for()
@@ -164,7 +166,8 @@ def test_a_run_started_in_the_app_survives_an_app_restart_and_the_new_app_follow
         page.goto(f"{first.url}/train")
         page.wait_for_selector("h1:has-text('Train')")
         settle(page)
-        page.get_by_role("spinbutton", name="Epochs", exact=True).fill("400")  # far longer than the test: it is cancelled below
+        # far longer than the test: it is cancelled below
+        page.get_by_role("spinbutton", name="Epochs", exact=True).fill("400")
         page.get_by_role("button", name="Start training").click()
         page.get_by_text("Current run:").wait_for()
         run_dir = runs.list_runs(runs_dir)[0]["path"]
@@ -255,7 +258,8 @@ def test_run_details_follow_a_run_from_queued_to_running_to_done(browser, tmp_pa
                 page.wait_for_timeout(500)
             return False
 
-        files.write_json_atomic(run_dir / "status.json", {**status, "state": "running", "step": 1, "steps_per_epoch": 9})
+        files.write_json_atomic(run_dir / "status.json",
+                                {**status, "state": "running", "step": 1, "steps_per_epoch": 9})
         assert shows("running"), details.input_value()
         files.write_json_atomic(run_dir / "status.json", {**status, "state": "done", "completed_epochs": 1})
         assert shows("done"), details.input_value()

@@ -49,7 +49,7 @@ def test_predict_json_gives_a_line_per_input_and_an_error_for_bad_ones(trained_r
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"no image here")
     proc = cli("predict", "--model", trained_run / "model.keras", "--json", *faces, bad)
-    lines = [json.loads(l) for l in proc.stdout.splitlines()]
+    lines = [json.loads(text) for text in proc.stdout.splitlines()]
     assert len(lines) == len(faces) + 1
     for line, path in zip(lines, faces):
         assert line["path"] == str(path) and line["error"] is None

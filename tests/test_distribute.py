@@ -50,7 +50,7 @@ def test_two_local_workers_train_one_model_with_multiworker_mirrored_strategy(tm
     finally:
         for p in procs:
             p.kill()
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
     chief_run = Path(outs[0][0].strip().splitlines()[0])
     st = runs.status(chief_run)

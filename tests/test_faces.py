@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import cli, need_shared, SCENES
+from conftest import SCENES, cli, need_shared
 from maskdet import config, faces, images, infer, litert, scenes
 
 pytestmark = pytest.mark.shared
@@ -85,7 +85,8 @@ def test_masked_faces_are_found(first_scenes, first_results):
 
 def test_the_finder_alone_gives_the_boxes_classify_photo_reports(first_scenes, first_results):
     scene, result = first_scenes[0], first_results[0]
-    assert [list(f.box) for f in faces.find_faces(images.open_image(scene.image))] == [f["box"] for f in result["faces"]]
+    found = faces.find_faces(images.open_image(scene.image))
+    assert [list(f.box) for f in found] == [f["box"] for f in result["faces"]]
 
 
 def test_each_face_of_a_photo_is_classified_and_boxed(classifier, first_scenes):

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from conftest import PROJECT
 from appserver import CHROMIUM
+from conftest import PROJECT
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,9 @@ def fake_run(runs_dir, name, payload: bytes, state="done", accuracy=0.9):
     """A finished run folder whose model.keras holds `payload` (promotion copies bytes, it never loads them)."""
     run_dir = runs_dir / name
     run_dir.mkdir(parents=True)
-    files.write_json_atomic(run_dir / "params.json", {"data": "/data/facemask", "epochs": 3, "batch_size": 64, "alpha": 0.25,
-                                                      "learning_rate": 0.002, "val_fraction": 0.2, "limit": None})
+    files.write_json_atomic(run_dir / "params.json", {"data": "/data/facemask", "epochs": 3, "batch_size": 64,
+                                                      "alpha": 0.25, "learning_rate": 0.002, "val_fraction": 0.2,
+                                                      "limit": None})
     files.write_json_atomic(run_dir / "status.json", {"run_id": name, "state": state, "completed_epochs": 3,
                                                       "train_images": 800, "val_images": 200, "val_accuracy": accuracy})
     files.write_json_atomic(run_dir / "evaluation.json", {"accuracy": accuracy, "balanced_accuracy": accuracy, "n": 200,
@@ -128,7 +129,7 @@ def test_grad_cam_gives_one_normalised_map_per_image_for_a_trained_model(trained
     from maskdet import images, infer, saliency
 
     model = infer.load_model(trained_run / "model.keras")
-    paths = sorted((facemask_dir / "with_mask").glob("*.jpg"))[:3] + sorted((facemask_dir / "without_mask").glob("*.jpg"))[:3]
+    paths = [p for name in ("with_mask", "without_mask") for p in sorted((facemask_dir / name).glob("*.jpg"))[:3]]
     pixels = np.stack([images.to_array(images.open_image(p)) for p in paths])
     layer = saliency.default_layer(model)
     assert model.get_layer(index=2).get_layer(layer).output.shape[1] >= saliency.MIN_CELLS

@@ -55,7 +55,7 @@ def bad_inputs(tmp_path) -> dict[str, Path]:
     save("palette.gif", face.convert("P"))
     save("grey.png", face.convert("L"))
     save("cmyk.jpg", face.convert("CMYK"))
-    save("sixteen.png", Image.fromarray((np.asarray(face.convert("L"), np.uint16) * 257)))
+    save("sixteen.png", Image.fromarray(np.asarray(face.convert("L"), np.uint16) * 257))
     exif = Image.Exif()
     exif[0x0112] = 8
     save("rotated.jpg", face.rotate(-90, expand=True), exif=exif)
@@ -68,7 +68,8 @@ def bad_inputs(tmp_path) -> dict[str, Path]:
     return files
 
 
-EXPECT_ERROR = {"text.jpg", "doc.pdf", "random.png", "empty.jpg", "truncated.jpg", "truncated.png", "bomb.png", "tiny.png"}
+EXPECT_ERROR = {"text.jpg", "doc.pdf", "random.png", "empty.jpg", "truncated.jpg", "truncated.png", "bomb.png",
+                "tiny.png"}
 
 
 def test_every_bad_image_gets_a_clear_reason_and_odd_ones_are_read(tmp_path):
@@ -103,7 +104,8 @@ def test_a_batch_with_bad_inputs_still_classifies_the_good_ones(tmp_path):
 def test_cli_predict_reports_each_bad_input_on_its_line(tmp_path):
     model_lib.make_model("mobilenet_scratch", alpha=0.25).save(tmp_path / "m.keras")
     files = bad_inputs(tmp_path)
-    proc = cli("predict", "--model", tmp_path / "m.keras", "--json", "--crop", *files.values(), tmp_path / "missing.jpg")
+    proc = cli("predict", "--model", tmp_path / "m.keras", "--json", "--crop", *files.values(),
+               tmp_path / "missing.jpg")
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [Path(line["path"]).name for line in lines] == [*files, "missing.jpg"]
     for line in lines:
@@ -171,7 +173,8 @@ def test_status_writes_are_atomic_under_sigkill(tmp_path):
     target = tmp_path / "status.json"
     files.write_json_atomic(target, {"n": -1, "pad": "x"})
     writer = ("import sys; from maskdet import files; from pathlib import Path\n"
-              "i = 0\nwhile True:\n    files.write_json_atomic(Path(sys.argv[1]), {'n': i, 'pad': 'x' * 200000}); i += 1\n")
+              "i = 0\nwhile True:\n"
+              "    files.write_json_atomic(Path(sys.argv[1]), {'n': i, 'pad': 'x' * 200000}); i += 1\n")
     seen = set()
     rng = np.random.default_rng(1)
     for _ in range(15):

@@ -89,8 +89,8 @@ def test_killed_run_shows_failed_and_resumes_from_its_checkpoint(dataset, tmp_pa
     assert done_before >= 1
     infer.load_model(run_dir / "checkpoint.keras")  # intact after the kill
     # resume reads the run's own data folder: no default dataset needed (a fresh clone has none)
-    proc = cli("train", "--resume", run_dir.name, "--runs-dir", runs_dir, check=True,
-               env={"MASKDET_DATA": str(tmp_path / "no-such-folder")})
+    cli("train", "--resume", run_dir.name, "--runs-dir", runs_dir, check=True,
+        env={"MASKDET_DATA": str(tmp_path / "no-such-folder")})
     assert runs.status(run_dir)["state"] == "done"
     epochs = [m["epoch"] for m in epoch_lines(run_dir)]
     assert epochs == list(range(1, 5)), epochs  # resumed at done_before + 1, nothing repeated
