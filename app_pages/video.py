@@ -10,6 +10,11 @@ from app_pages import common
 from maskdet import access, config, tracking, video
 
 FINDER_WORDS = {"fast": "Fast (BlazeFace)", "balanced": "Balanced (+ MTCNN)", "thorough": "Thorough (as for photos)"}
+# The people table: each person's track, as the annotated video numbers them (#3).
+PEOPLE_COLUMNS = {"track": "person", "label": "label (most frames)", "frames": "analysed frames",
+                  "frames_with_mask": "frames with mask", "p_mask": "mean P(mask)", "first_s": "first seen (s)",
+                  "last_s": "last seen (s)"}
+FINDER_SHORT = {"fast": "BlazeFace alone", "balanced": "MTCNN once + BlazeFace", "thorough": "the photos' finder"}
 
 
 # Read top-down: the model, which source, then the live view or the file's analysis.
@@ -155,6 +160,7 @@ def video_file(classifier, model_path: str, mtime: float, finder: str):
             return
         held["key"] = key
         st.session_state["video_result"] = held
+        st.rerun()  # drawn afresh: the result without the run's button, bar and Cancel
     show_result(held)
 
 
@@ -217,7 +223,7 @@ def show_result(held: dict):
         st.caption(f"{summary['frames_analysed']:,} of {summary['frames_decoded']:,} frames analysed at "
                    f"{summary['work_size'][0]}x{summary['work_size'][1]} in {summary['elapsed_s']:.1f} s "
                    f"({summary['analysed_fps']} frames/s, {summary['speed']}x real time; "
-                   f"finder: {FINDER_WORDS[summary['finder']].lower()}). A person is counted once, with the label "
+                   f"faces found by {FINDER_SHORT[summary['finder']]}). A person is counted once, with the label "
                    f"most of their frames gave, once seen in {tracking.MIN_HITS} analysed frames.")
         if summary["broken"]:
             st.warning(f"{held['name']}: {summary['broken']}; the part before it was analysed.",
@@ -228,8 +234,8 @@ def show_result(held: dict):
             counts_chart(summary["timeline"])
         if summary["people"]:
             people = pd.DataFrame(summary["people"])
-            st.dataframe(people[["track", "label", "frames", "frames_with_mask", "p_mask", "first_s", "last_s"]],
-                         hide_index=True, width="stretch")
+            people["label"] = people["label"].map(common.LABEL_WORDS)
+            st.dataframe(people[list(PEOPLE_COLUMNS)].rename(columns=PEOPLE_COLUMNS), hide_index=True, width="stretch")
         a, b, c = st.columns(3)
         a.download_button("Annotated video (mp4)", held["mp4"], file_name=f"{stem}-annotated.mp4", mime="video/mp4",
                           icon=":material/download:", key="dl_mp4")
@@ -249,9 +255,11 @@ def counts_chart(timeline: list[dict]):
     per_second = frame.groupby("second")[list(config.CLASS_NAMES)].mean().reset_index()
     long = per_second.melt("second", var_name="label", value_name="faces")
     chart = (alt.Chart(long, title="Faces in view")
-             .mark_line(point=len(per_second) < 60, interpolate="step-after")
-             .encode(x=alt.X("second:Q", title="seconds"), y=alt.Y("faces:Q", title="faces (mean a second)"),
-                     color=alt.Color("label:N", scale=common.CLASS_SCALE, title=None),
+             .mark_line(interpolate="step-after")
+             .encode(x=alt.X("second:Q", title="seconds into the video"),
+                     y=alt.Y("faces:Q", title="faces (mean over a second)"),
+                     color=alt.Color("label:N", scale=common.CLASS_SCALE, title=None,
+                                     legend=alt.Legend(orient="bottom", labelExpr="replace(datum.label, '_', ' ')")),
                      tooltip=["second", "label", alt.Tooltip("faces:Q", format=".1f")]))
     st.altair_chart(chart, width="stretch")
 

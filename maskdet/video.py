@@ -36,6 +36,8 @@ from . import config, faces as face_finder, files, gallery, images, tracking
 # mirror image + BlazeFace (~160 ms). docs/video.md has the measured figures.
 FINDERS = ("fast", "balanced", "thorough")
 DEFAULT_FINDER = "fast"
+# BlazeFace's score threshold when it finds alone: MediaPipe's own default.
+BLAZE_MIN_SCORE = 0.5
 DEFAULT_EVERY = 2  # analyse every 2nd frame of a file: a 25 fps clip gives 12.5 looks a second
 # Frames are analysed and written at most this large (longer side, pixels): a 4K frame takes 9 times a
 # 720p frame's time to search and encode, and faces big enough to classify stay big enough at this size.
@@ -221,6 +223,14 @@ class _Broken(Exception):
 
 # ---------------------------------------------------------------- one frame: find and classify
 
+def _back_camera_blaze():
+    """BlazeFace's back-camera model (256 px, faces near and mid-range), as maskdet.faces serves it, or None."""
+    try:
+        return face_finder.blaze_detector("back")
+    except TypeError:  # a faces module with one BlazeFace model, asked for without a name
+        return face_finder.blaze_detector()
+
+
 class FrameAnalyser:
     """Finds the faces in an RGB frame and classifies them in one batch: [{"box", "p_mask", "label",
     "score"}], boxes in pixels of the frame given. Thread-safe as the classifier and finders are."""
@@ -229,7 +239,7 @@ class FrameAnalyser:
         if finder not in FINDERS:
             raise ValueError(f"finder must be one of {', '.join(FINDERS)}, not {finder!r}")
         self.classifier, self.finder = classifier, finder
-        self._blaze = face_finder.blaze_detector() if finder == "fast" else None
+        self._blaze = _back_camera_blaze() if finder == "fast" else None
         if finder == "fast" and self._blaze is None:
             self.finder = "balanced"  # BlazeFace's wheel missing: MTCNN finds
 
@@ -237,7 +247,8 @@ class FrameAnalyser:
         if self.finder == "fast":
             w, h = picture.size
             found = []
-            for (x0, y0, x1, y1), score in self._blaze(picture, min_score=face_finder.BLAZE_MIN_SCORE):
+            for answer in self._blaze(picture, min_score=BLAZE_MIN_SCORE):
+                (x0, y0, x1, y1), score = answer[0], answer[-1]  # (box, [keypoints,] score)
                 box = (max(0, round(x0)), max(0, round(y0)), min(w, round(x1)), min(h, round(y1)))
                 if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
                     found.append((box, float(score)))
@@ -566,7 +577,8 @@ def predict(path, model, every: int = DEFAULT_EVERY, out=None, csv=None, as_json
     except VideoError as exc:
         print(f"error: {exc}", file=stderr)
         return 2
-    print(f"{path}: {info.describe()}; analysing every {every}. frame", file=stderr, flush=True)
+    print(f"{path}: {info.describe()}; analysing " + ("every frame" if every == 1 else f"one frame in {every}"),
+          file=stderr, flush=True)
     classifier = infer.Classifier.load(model, threshold, lite="convert")
 
     shown = [0.0]

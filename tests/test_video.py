@@ -7,8 +7,10 @@ labels right in a clip of their own (49 of the first 60 scenes with faces of 60 
 docs/video.md): these tests check the video path (decoding, tracking, counting, writing), not the finder.
 """
 import json
+import re
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -186,6 +188,19 @@ def test_a_video_cut_short_is_analysed_up_to_the_break(tmp_path):
         assert sum(1 for _ in got.decode(video=0)) == summary["frames_decoded"]
 
 
+def test_a_cancelled_analysis_stops_at_once_and_keeps_what_it_did(tmp_path):
+    clip = synthetic_clip(tmp_path / "clip.mp4", frames=60)
+    seen = []
+    summary = video.analyse(clip, StubClassifier(), every=2, out=tmp_path / "annotated.mp4",
+                            progress=lambda done, total, elapsed: seen.append((done, total)),
+                            cancel=lambda: len(seen) >= 5)
+    assert summary["cancelled"] and summary["frames_analysed"] == 5 and summary["frames_decoded"] == 9
+    assert seen[-1] == (9, 60) and not summary["broken"]
+    with av.open(str(tmp_path / "annotated.mp4")) as got:  # a whole mp4 of the frames up to there
+        assert sum(1 for _ in got.decode(video=0)) == 9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4", "clip.mp4"]
+
+
 def test_containers_are_told_by_their_first_bytes_not_their_names(tmp_path):
     assert video.sniff(synthetic_clip(tmp_path / "a.mp4").read_bytes()[:64]) == "mp4"
     assert video.sniff(synthetic_clip(tmp_path / "b.mkv", codec="libvpx", fmt="webm").read_bytes()[:64]) == "webm"
@@ -299,6 +314,27 @@ def test_the_video_page_analyses_an_upload_and_survives_a_bad_one(scene_clip):
     st.cache_resource.clear()
 
 
+@pytest.mark.slow
+def test_a_classify_only_server_serves_the_video_page_too(monkeypatch):
+    from streamlit import config as st_config
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.delenv("MASKDET_TOKEN", raising=False)
+    before = st_config.get_option("server.address")
+    st_config.set_option("server.address", "0.0.0.0")  # shared without a token: classify-only
+    try:
+        at = AppTest.from_file(str(PROJECT / "streamlit_app.py"), default_timeout=300)
+        at.switch_page("app_pages/video.py")
+        at.session_state["video_source"] = "Video file"
+        at.run()
+    finally:
+        st_config.set_option("server.address", before)
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Video"]
+    limit = min(config.VIDEO_UPLOAD_MAX_MB, st_config.get_option("server.maxUploadSize"))
+    assert f"up to {limit} MB" in " ".join(c.value for c in at.caption)
+
+
 @pytest.fixture
 def fake_camera_browser(tmp_path):
     """Chromium whose camera plays the CLIP_SCENES clip (looped), as a y4m file."""
@@ -316,8 +352,6 @@ def fake_camera_browser(tmp_path):
 @pytest.mark.shared
 @pytest.mark.slow
 def test_the_live_page_sends_the_camera_back_with_boxes_and_counts(fake_camera_browser, tmp_path):
-    import re
-
     from appserver import AppServer
 
     with AppServer() as server:  # listens on 127.0.0.1: no STUN or TURN server is asked for
@@ -350,6 +384,40 @@ def test_the_live_page_sends_the_camera_back_with_boxes_and_counts(fake_camera_b
         assert max(shares) > 0.002, shares  # the boxes and their labels are in the returned video
         assert _label_colour_share(_camera_still(tmp_path)) < 0.0005  # and not in what the camera filmed
         assert re.search(r"\d+ (person|people) seen: \d+ with mask, \d+ without", page.content())
+        assert "Traceback" not in server.log_text()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from appserver import CHROMIUM_FLAGS
+    from conftest import launch_browser
+
+    yield from launch_browser(CHROMIUM_FLAGS)
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_in_a_browser_an_upload_is_analysed_cancelled_and_analysed_again(browser, scene_clip):
+    from appserver import AppServer
+
+    with AppServer() as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.goto(server.url + "/video")
+        page.get_by_text("Video file", exact=True).click()
+        page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(scene_clip))
+        go = page.get_by_role("button", name="Analyse the video")
+        go.click(timeout=120_000)
+        page.get_by_text(re.compile(r"Analysing: frame [\d,]+ of 440 · .* left")).wait_for(timeout=120_000)
+        page.get_by_role("button", name="Cancel").click()
+        page.get_by_text("Cancelled; nothing was kept.").wait_for(timeout=60_000)
+        go.click()
+        page.get_by_text("7 people seen: 4 with mask, 3 without").wait_for(timeout=300_000)
+        for name in ("Annotated video (mp4)", "Detections (CSV)", "Detections (JSON)"):  # (after their icon)
+            page.get_by_role("button", name=re.compile(re.escape(name))).wait_for(timeout=60_000)
+        with page.expect_download() as download:
+            page.get_by_role("button", name=re.compile(re.escape("Detections (CSV)"))).click()
+        assert download.value.suggested_filename == "doorway-faces.csv"
+        assert Path(download.value.path()).read_text().startswith("frame,t,track,label,p_mask")
         assert "Traceback" not in server.log_text()
 
 
