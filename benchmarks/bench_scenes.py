@@ -1,13 +1,9 @@
-"""Scene photos, side by side in one run: how many annotated faces each face finder finds and how fast
-(maskdet's finder: MTCNN on the photo and its mirror image plus BlazeFace; the same with MTCNN run by
-TensorFlow instead of LiteRT; MTCNN alone, two passes and one; BlazeFace alone; mtcnn as it ships;
-OpenCV's Haar cascade when cv2 is importable), then ms per 640x480 photo for find + classify, and faces/s on
-crowded photos (all crops of a photo classified as one batch, against one crop at a time).
+"""Scene photos, side by side in one run: for each face-finder setting (which finders look) and each rule
+for which boxes are reported, the annotated faces found and the false boxes per photo, on all photos and on
+each half (even and odd file order); then ms per 640x480 photo for find + classify and for each finder
+setting, and faces/s on crowded photos (all crops of a photo classified as one batch, against one at a time).
 
     python benchmarks/bench_scenes.py [--model models/maskdet.keras] [--data DIR] [--limit N] [--photos N]
-
-OpenCV is not a maskdet dependency; to include Haar: pip install --target /tmp/cv opencv-python-headless<5
-and run with PYTHONPATH=/tmp/cv.
 """
 import argparse
 import os
@@ -24,50 +20,27 @@ from maskdet import config, faces, images, infer, scenes  # noqa: E402
 SCENES = config.PROJECT_DIR.parent / "shared" / "datasets" / "face-mask-scenes"
 
 
-def finders() -> dict:
-    """Name -> function(PIL image) -> [(xmin, ymin, xmax, ymax)]."""
-    from mtcnn import MTCNN
+# Finder settings compared: name -> find_faces keywords (every one returns its doubtful boxes too, so the
+# rules below are applied to one search per photo).
+FINDERS = {
+    "MTCNN x2": dict(blaze=False, full_range=False),
+    "MTCNN x2 + BlazeFace": dict(tiles=False, full_range=False),
+    "MTCNN x2 + BlazeFace + tiles": dict(full_range=False),
+    "MTCNN x2 + BlazeFace + tiles + full-range (maskdet)": dict(),
+    "MTCNN x1 + BlazeFace + tiles + full-range": dict(mirrored=False),
+}
+# Which of the boxes a setting reports: name -> rule(Face) -> bool.
+def side(face) -> int:
+    return min(face.box[2] - face.box[0], face.box[3] - face.box[1])
 
-    shipped = MTCNN()
 
-    def mtcnn_as_shipped(**thresholds):
-        return lambda img: [tuple(f["box"][:2]) + (f["box"][0] + f["box"][2], f["box"][1] + f["box"][3])
-                            for f in shipped.detect_faces(np.asarray(img), **thresholds)]
-
-    tf_engine = faces._build_detector(lite=False)
-
-    def with_tensorflow(img):  # the same finder with MTCNN's networks run by TensorFlow (before LiteRT)
-        served, faces._detector = faces.detector(), tf_engine
-        try:
-            return [f.box for f in faces.find_faces(img)]
-        finally:
-            faces._detector = served
-
-    blaze = faces.blaze_detector()
-    found = {
-        "maskdet: MTCNN x2 + BlazeFace": lambda img: [f.box for f in faces.find_faces(img)],
-        "the same, MTCNN run by TensorFlow": with_tensorflow,
-        "MTCNN x2 alone (photo + mirror)": lambda img: [f.box for f in faces.find_faces(img, blaze=False)],
-        "MTCNN one pass alone": lambda img: [f.box for f in faces.find_faces(img, mirrored=False, blaze=False)],
-        "mtcnn as shipped, onet 0.7": mtcnn_as_shipped(threshold_onet=0.7),
-        "mtcnn as shipped, defaults": mtcnn_as_shipped(),
-    }
-    if blaze is not None:
-        found["BlazeFace alone (score > 0.5)"] = lambda img: [tuple(b) for b, _ in blaze(img)]
-    try:
-        import cv2
-    except ImportError:
-        print("(OpenCV not importable: Haar left out; see the docstring)")
-        return found
-    haar = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-
-    def haar_find(img):
-        grey = cv2.cvtColor(np.asarray(img), cv2.COLOR_RGB2GRAY)
-        boxes = haar.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(20, 20))
-        return [(x, y, x + w, y + h) for x, y, w, h in (boxes if len(boxes) else [])]
-
-    found[f"OpenCV {cv2.__version__} Haar frontal"] = haar_find
-    return found
+RULES = {
+    "every box": lambda f: True,
+    "face score 1 (2 finders agree or 1 sure)": lambda f: f.score >= 1.0,
+    f">= {faces.MIN_LABEL_SIDE} px only": lambda f: side(f) >= faces.MIN_LABEL_SIDE,
+    f"face score 1 and >= {faces.MIN_LABEL_SIDE} px": lambda f: f.score >= 1.0 and side(f) >= faces.MIN_LABEL_SIDE,
+    f"the same, or all 3 finders and >= {faces.SMALLEST_SIDE} px (maskdet)": lambda f: f.confirmed,
+}
 
 
 def median_ms(fn, items, warmup=2):
@@ -81,29 +54,36 @@ def median_ms(fn, items, warmup=2):
     return 1000 * float(np.median(times))
 
 
-def compare_finders(found_by, photos, min_side):
+def finder_table(photos, min_side):
+    """found and false boxes per photo for every finder setting and rule, on all photos and on each half."""
     print(f"\nFinding faces on {len(photos)} photos of face-mask-scenes (their own size, mostly 400 px wide); "
-          f"annotated faces >= {min_side} px, found = a box with IoU >= {scenes.MIN_IOU}")
-    print(f"{'finder':36s} {'found':>6s} {'masked':>7s} {'unmasked':>9s} {'incorrect':>10s} {'false/photo':>12s} "
-          f"{'ms/photo':>9s}")
-    for name, find in found_by.items():
-        find(photos[0][1])
-        hits = {c: [0, 0] for c in (*config.CLASS_NAMES, scenes.INCORRECT)}
-        false, times = 0, []
-        for scene, image in photos:
+          f"found: annotated with/without-mask faces >= {min_side} px with a box at IoU >= {scenes.MIN_IOU}; "
+          "false: a box on no annotated face (any size or class) at IoU >= 0.3; halves: even and odd file order")
+    print(f"{'finders':52s} {'which boxes':42s} {'found':>6s} {'false':>6s} | {'even':>13s} | {'odd':>13s} | "
+          f"{'ms/photo':>8s}")
+    for name, kw in FINDERS.items():
+        faces.find_faces(photos[0][1], doubtful=True, **kw)
+        found_by_photo, times = [], []
+        for _, image in photos:
             t = time.perf_counter()
-            boxes = find(image)
+            found_by_photo.append(faces.find_faces(image, doubtful=True, **kw))
             times.append(time.perf_counter() - t)
-            matched = scenes.match(boxes, [a.box for a in scene.faces])
-            false += len(boxes) - len(matched)
-            for i, truth in enumerate(scene.faces):
-                if truth.short_side >= min_side and truth.label in hits:
-                    hits[truth.label][0] += 1
-                    hits[truth.label][1] += i in matched
-        both = [sum(hits[c][k] for c in config.CLASS_NAMES) for k in (0, 1)]
-        share = {c: h[1] / h[0] if h[0] else float("nan") for c, h in hits.items()}
-        print(f"{name:36s} {both[1] / both[0]:6.1%} {share['with_mask']:7.1%} {share['without_mask']:9.1%} "
-              f"{share[scenes.INCORRECT]:10.1%} {false / len(photos):12.2f} {1000 * np.median(times):9.1f}")
+        for rule_name, rule in RULES.items():
+            cells = []
+            for part in (slice(None), slice(0, None, 2), slice(1, None, 2)):
+                n = hit = false = 0
+                for (scene, _), found in list(zip(photos, found_by_photo))[part]:
+                    boxes = [f.box for f in found if rule(f)]
+                    truths = [a.box for a in scene.faces]
+                    matched = scenes.match(boxes, truths)
+                    false += sum(all(scenes.iou(box, t) < scenes.MIN_IOU for t in truths) for box in boxes)
+                    for i, truth in enumerate(scene.faces):
+                        if truth.short_side >= min_side and truth.label in config.CLASS_NAMES:
+                            n, hit = n + 1, hit + (i in matched)
+                cells.append((hit / n, false / len(photos[part])))
+            (f, b), (fe, be), (fo, bo) = cells
+            print(f"{name:52s} {rule_name:42s} {f:6.1%} {b:6.2f} | {fe:6.1%} {be:6.2f} | {fo:6.1%} {bo:6.2f} | "
+                  f"{1000 * np.median(times):8.1f}", flush=True)
 
 
 def main():
@@ -118,17 +98,17 @@ def main():
 
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
           f"load average before: {os.getloadavg()[0]:.1f}")
-    found_by = finders()
     all_scenes = scenes.read_scenes(a.data, a.limit)
     photos = [(s, images.open_image(s.image)) for s in all_scenes]
-    compare_finders(found_by, photos, a.min_side)
+    finder_table(photos, a.min_side)
 
     clf = infer.Classifier.load(a.model, lite="convert")  # as the app serves it, once its warm-up is done
     sized = [image.resize((640, 480)) for _, image in photos[:a.photos]]
     # every photo goes through each contender in turn, so a busy spell on the machine hits all alike
     contenders = {"find + classify (infer.classify_photo, scene mode)":
                   lambda im: infer.classify_photo(clf, im, mode="scene"),
-                  **{f"find only, {name}": find for name, find in found_by.items()}}
+                  **{f"find only, {name}": (lambda im, kw=kw: faces.find_faces(im, **kw))
+                     for name, kw in FINDERS.items()}}
     times = {name: [] for name in contenders}
     for rep, image in enumerate([sized[0], *sized]):
         for name, run in contenders.items():

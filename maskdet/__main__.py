@@ -304,18 +304,24 @@ def cmd_predict(a):
     for path in a.images:
         r = infer.classify_photo(clf, path, mode="crop" if a.crop else "auto")
         failed += r["error"] is not None
-        # the least-masked face speaks for the photo: one unmasked person makes it "without_mask"
-        lead = min(r["faces"], key=lambda f: f["p_mask"], default=None)
+        # the photo's verdict (infer.verdict): one face labelled without a mask makes it "without_mask";
+        # uncertain faces never decide; p_mask is the deciding face's (the least masked of its label)
+        deciding = [f for f in r["faces"] if f["label"] == r["verdict"]]
+        lead = min(deciding, key=lambda f: f["p_mask"], default=None)
         if a.json:
-            print(json.dumps({"path": str(path), "label": lead and lead["label"], "p_mask": lead and lead["p_mask"],
-                              "error": r["error"], "mode": r["mode"], "faces": r["faces"]}), flush=True)
+            print(json.dumps({"path": str(path), "label": None if r["error"] else r["verdict"],
+                              "p_mask": lead and lead["p_mask"], "counts": r["counts"], "error": r["error"],
+                              "mode": r["mode"], "faces": r["faces"]}), flush=True)
         elif r["error"]:
             print(f"{path}: error: {r['error']}")
         elif r["mode"] == "crop":
             print(f"{path}: {lead['label']} (p_mask {lead['p_mask']:.3f}; {r['note']})")
         else:
-            faces = "; ".join(f"{f['label']} (p_mask {f['p_mask']:.3f}) at {f['box']}" for f in r["faces"])
-            print(f"{path}: {r['note']}" + (f": {faces}" if faces else ""))
+            c = r["counts"]
+            tally = ", ".join(f"{n} {label.replace('_', ' ')}" for label, n in c.items() if n)
+            faces = "; ".join(f"{f['label']} (p_mask {f['p_mask']:.3f}, face score {f['face_score']:.2f}) at {f['box']}"
+                              for f in r["faces"])
+            print(f"{path}: {r['verdict']}: {r['note']}" + (f" ({tally}): {faces}" if faces else ""))
     return 1 if failed else 0
 
 
@@ -344,7 +350,8 @@ def cmd_evaluate_scenes(a):
           f"{m['min_side']} px (with_mask + without_mask)")
     print(f"found (IoU >= {m['min_iou']}): {pc(m['found'])}; found and labelled right: {pc(m['found_and_right'])} "
           f"(balanced over the two classes: {pc(m['balanced_found_and_right'])}); "
-          f"false boxes per photo: {m['false_boxes_per_image']:.2f}")
+          f"uncertain: {pc(m['uncertain'])}; false boxes per photo: {m['false_boxes_per_image']:.2f}; "
+          f"second boxes on one face per photo: {m['duplicates_per_image']:.3f}")
     for cls, c in m["per_class"].items():
         right = f", found and labelled right {pc(c['found_and_right'])}" if "found_and_right" in c else ""
         false = (f", false boxes labelled so per photo {c['false_boxes_per_image']:.2f}"

@@ -10,6 +10,10 @@ INPUT_SHAPE = (*IMAGE_SIZE, 3)
 CLASS_NAMES = ("with_mask", "without_mask")
 POSITIVE_CLASS = CLASS_NAMES[0]
 DEFAULT_THRESHOLD = 0.5  # P(mask) at or above it means with_mask
+# A face whose P(mask) lies in the middle is labelled UNCERTAIN (shown, counted apart, never the photo's
+# verdict): within this share of the room between the threshold and 0 or 1 (0.25-0.75 at threshold 0.5).
+UNCERTAIN_SHARE = 0.5
+UNCERTAIN = "uncertain"
 MIN_FACE_SIDE = 32  # faces smaller than this (short side, pixels) are too small to classify reliably
 # A photo upload's limit: phone photos are 2-12 MB, so 20 MB leaves room for TIFFs and large PNGs while a stray
 # upload cannot fill the server's memory. Streamlit's own ceiling, server.maxUploadSize in .streamlit/config.toml

