@@ -138,6 +138,11 @@ def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
     stats = [_size_and_time(p) for p in table["path"]]
     table["bytes"] = [s[0] for s in stats]
     table["mtime"] = [s[1] for s in stats]
+    # The caches name files from the resolved root, so a folder given as `../shared/x`, `/work/shared/x` or
+    # through a link finds what any of the others read (else a CLI run after the app re-read every image).
+    given, resolved_root = str(root), str(root.resolve())
+    names = table["path"].map(lambda p: resolved_root + p[len(given):] if p.startswith(given) else os.path.realpath(p))
+    keys = list(zip(names, table["bytes"], table["mtime"]))
 
     cache_path = _cache_file(root)
     cached = {}
@@ -147,7 +152,7 @@ def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
             cached = {(r.path, r.bytes, r.mtime): r._asdict() for r in old.itertuples(index=False)}
         except Exception:  # a stale or torn cache is only a cache
             cached = {}
-    todo = [i for i, r in enumerate(table.itertuples(index=False)) if (r.path, r.bytes, r.mtime) not in cached]
+    todo = [i for i, k in enumerate(keys) if k not in cached]
     results: dict[int, dict] = {}
     if todo:
         groups.prepare()  # OpenCV loaded once, here, before the reading threads use it
@@ -158,17 +163,14 @@ def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
                 progress(n + 1, len(todo), "reading images")
     cols = ["width", "height", "format", "mode", "sharpness", "hash", "error", "skipped", "signature"]
     new_keypoints = {row["hash"]: row["keypoints"] for row in results.values() if row.get("keypoints") is not None}
-    records = []
-    for i, r in enumerate(table.itertuples(index=False)):
-        src = results.get(i) or cached[(r.path, r.bytes, r.mtime)]
-        records.append({c: src.get(c) for c in cols})
+    records = [{c: (results.get(i) or cached[k]).get(c) for c in cols} for i, k in enumerate(keys)]
     table = pd.concat([table, pd.DataFrame(records)], axis=1)
     if use_cache:
         config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        files.save_pickle_atomic(cache_path, table)
+        files.save_pickle_atomic(cache_path, table.assign(path=names))
     if progress:
         progress(0, 1, "checking look-alike pairs")
-    table = _cached_groups(table, root, new_keypoints, use_cache,
+    table = _cached_groups(table, names, root, new_keypoints, use_cache,
                            progress and (lambda d, t: progress(d, t, "checking look-alike pairs")))
     table["split"] = groups.split_of_groups(table["split_unit"], val_fraction)
     table.loc[table["error"].notna(), "split"] = None
@@ -184,13 +186,14 @@ def _size_and_time(path: str) -> tuple[int, int]:
     return s.st_size, s.st_mtime_ns
 
 
-def _cached_groups(table: pd.DataFrame, root: Path, new_keypoints: dict, use_cache: bool,
+def _cached_groups(table: pd.DataFrame, names: pd.Series, root: Path, new_keypoints: dict, use_cache: bool,
                    progress=None) -> pd.DataFrame:
-    """groups.group_images over the readable rows, remembered on disk by the files' paths and contents.
-    Keypoints live in a cache of their own (bulky; read only when the groups must be worked out)."""
+    """groups.group_images over the readable rows, remembered on disk by the files' names (from the resolved
+    root) and contents. Keypoints live in a cache of their own (bulky; read only when the groups must be
+    worked out)."""
     ok = table["error"].isna().to_numpy()
     key = hashlib.sha1(groups._PARAMS.encode()
-                       + "|".join(table["path"] + ":" + table["hash"].fillna("-")).encode()).hexdigest()[:20]
+                       + "|".join(names + ":" + table["hash"].fillna("-")).encode()).hexdigest()[:20]
     path = config.CACHE_DIR / f"groups-{key}.pkl"
     names = units = None
     if use_cache and path.exists():
@@ -241,6 +244,21 @@ def file_counts(table: pd.DataFrame) -> dict:
     order = sorted(counts.index, key=lambda r: (-counts[r], SKIP_REASONS.index(r) if r in SKIP_REASONS else 99, r))
     return {"files": int(len(table)), "readable": int(table["error"].isna().sum()),
             "skipped": {str(r): int(counts[r]) for r in order}}
+
+
+def fingerprint(table: pd.DataFrame, root: str | Path | None = None) -> str:
+    """The images of a table as one hash (sha256, hex): each readable file's name and its content hash, in
+    name order; names relative to `root` when given (then the same files give the same fingerprint in any
+    folder, on any machine). Any image added, removed, renamed, moved to the other class or changed gives
+    another. Model cards keep the fingerprint of the folder a model was trained on."""
+    good = table[table["error"].isna()]
+    names = good["path"].astype(str)
+    if root is not None:
+        prefix = str(Path(root).expanduser()).rstrip(os.sep) + os.sep  # scan's paths start with the root given
+        names = names.map(lambda p: (p[len(prefix):] if p.startswith(prefix) else os.path.relpath(p, prefix))
+                          .replace(os.sep, "/"))
+    lines = sorted(n + "\t" + h for n, h in zip(names, good["hash"].astype(str)))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def usable(table: pd.DataFrame) -> pd.DataFrame:

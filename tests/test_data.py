@@ -190,6 +190,39 @@ def test_split_is_deterministic_and_exact_copies_share_a_split(tiny_dataset):
     assert len(report["duplicates_across_classes"]) == 1
 
 
+def test_a_folder_named_another_way_is_not_read_again(tiny_dataset, monkeypatch):
+    """The app names a folder by its resolved path, the README's commands by a relative one: each finds what
+    the other read, so a training run started after a look at the data in the app decodes no image twice."""
+    read = []
+
+    def progress(done, total, what):
+        read.append(what)
+
+    first = dataset.scan(tiny_dataset, progress=progress)
+    assert "reading images" in read
+    monkeypatch.chdir(tiny_dataset.parent)
+    (tiny_dataset.parent / "linked").symlink_to(tiny_dataset)
+    for name in ("tiny", "./tiny/", "linked", f"../{tiny_dataset.parent.name}/tiny"):
+        read.clear()
+        again = dataset.scan(name, progress=progress)
+        assert "reading images" not in read, name
+        assert again["split"].tolist() == first["split"].tolist() and len(again) == 80
+        assert dataset.fingerprint(again, name) == dataset.fingerprint(first, tiny_dataset)
+
+
+def test_the_fingerprint_names_the_files_and_their_contents_not_the_folder(tiny_dataset, tmp_path):
+    fingerprint = dataset.fingerprint(dataset.scan(tiny_dataset), tiny_dataset)
+    copy = shutil.copytree(tiny_dataset, tmp_path / "elsewhere" / "copy")
+    assert dataset.fingerprint(dataset.scan(copy), copy) == fingerprint  # the same files in another folder
+    (copy / "with_mask" / "face_000.jpg").rename(copy / "with_mask" / "renamed.jpg")
+    renamed = dataset.fingerprint(dataset.scan(copy), copy)
+    shutil.copy(copy / "without_mask" / "face_001.jpg", copy / "with_mask" / "renamed.jpg")  # new content
+    changed = dataset.fingerprint(dataset.scan(copy), copy)
+    (copy / "with_mask" / "notes.txt").write_text("not an image")  # not an image: not part of the data
+    assert dataset.fingerprint(dataset.scan(copy), copy) == changed
+    assert len({fingerprint, renamed, changed}) == 3
+
+
 def test_val_fraction_sets_the_share_and_only_adds_groups(tiny_dataset):
     small = dataset.scan(tiny_dataset, val_fraction=0.1, use_cache=False)
     large = dataset.scan(tiny_dataset, val_fraction=0.5, use_cache=False)
