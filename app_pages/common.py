@@ -230,6 +230,16 @@ def _load_table(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION, 
 load_table.clear = _load_table.clear  # pages clear the tables after a download
 
 
+# The fingerprint of a folder's images (maskdet.dataset.fingerprint), to tell whether a model was trained on them.
+def load_fingerprint(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) -> str:
+    return _load_fingerprint(dataset_folder(folder), val_fraction)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _load_fingerprint(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) -> str:
+    return dataset.fingerprint(load_table(folder, val_fraction), folder)
+
+
 # The data-health report of a folder.
 def load_health(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) -> dict:
     return _load_health(dataset_folder(folder), val_fraction)

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from maskdet import config, dataset, evaluate, gallery, models, runs
+from maskdet import config, dataset, evaluate, gallery, models
 
 
 # Read top-down: pick the model's predictions, choose a threshold, see the figures, then the errors.
@@ -18,15 +18,17 @@ def main():
     classifier = common.classifier_or_message(s.model_path)
     if classifier is None:
         return
-    val_fraction, trained_on = training_split(s.model_path)
+    trained = models.training_data(s.model_path)
+    val_fraction = trained["val_fraction"]
     preds = predictions(s.model_path, s.data_dir, val_fraction)
     if preds is None:
         return
     st.caption(f"Model `{s.model_path}` on the validation split of `{s.data_dir}` "
                f"({len(preds):,} images, validation fraction {val_fraction:g}: images the model never trained on).")
-    if trained_on and Path(trained_on).resolve() != s.data_dir.resolve():
-        st.warning(f"This model was trained on `{trained_on}`, not on this folder: its validation split "
-                   "here may hold images it trained on, or be a different kind of data.")
+    if models.trained_elsewhere(trained, s.data_dir, common.load_fingerprint(str(s.data_dir), val_fraction)):
+        where = f"`{trained['data']}`" if trained["data"] else "other data"
+        st.warning(f"This model was trained on {where}, not on the images of this folder (their fingerprints "
+                   "differ): its validation split here may hold images it trained on, or be a different kind of data.")
     y, p = dataset.labels_of(preds), preds["p_mask"].to_numpy()
     if p.std() < 0.01:
         st.warning(f"This model gives every image about the same P(mask) ({p.mean():.2f}): it has not learned "
@@ -43,17 +45,6 @@ def main():
     curve_charts(load_curves(str(s.model_path), os.stat(s.model_path).st_mtime, str(s.data_dir), val_fraction),
                  threshold)
     error_gallery(s.model_path, evaluate.errors(preds, threshold), evaluate.families(preds, threshold))
-
-
-# The validation fraction the model was trained with (so its validation images are unseen) and its data folder.
-def training_split(model_path: Path) -> tuple[float, str | None]:
-    params = runs.params(model_path.parent) if model_path.name == "model.keras" else {}
-    if not params:
-        card = models.read_card(model_path) or {}
-        params = {**(card.get("parameters") or {}), **{k: v for k, v in (card.get("split") or {}).items()
-                                                       if k == "val_fraction" and v}}
-        params.setdefault("data", card.get("data"))
-    return float(params.get("val_fraction") or config.DEFAULT_VAL_FRACTION), params.get("data")
 
 
 # The model's predictions on the validation split, or None after saying why there are none.

@@ -379,10 +379,11 @@ def cmd_promote(a):
     clf = infer.Classifier.load(dest)
     card["scoring"] = ("mean P(mask) of each face and its mirror image" if clf.mirror else "P(mask) of each face")
     params = card.get("parameters") or {}
-    if params.get("data") and Path(params["data"]).is_dir() and not params.get("limit"):
+    data = models.training_data(dest)["data"]  # the card names it relative to the project
+    if data and data.is_dir() and not params.get("limit"):
         # the card's validation figures as `evaluate --split val` gives them, with the scoring that serves
-        print(f"measuring the validation split of {params['data']} ...", file=sys.stderr)
-        card["metrics"] = evaluate.evaluate(clf, params["data"], "val", params.get("val_fraction") or
+        print(f"measuring the validation split of {data} ...", file=sys.stderr)
+        card["metrics"] = evaluate.evaluate(clf, data, "val", params.get("val_fraction") or
                                             config.DEFAULT_VAL_FRACTION)[1]
     if a.scenes:
         print(f"measuring on {a.scenes} ...", file=sys.stderr)

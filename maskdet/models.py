@@ -105,6 +105,44 @@ def backbone_facts(params: dict) -> dict:
             "backbone": name, "weights_source": spec.weights_source, "weights_licence": spec.licence}
 
 
+def project_name(path: str | Path | None) -> str | None:
+    """A folder as a card names it: relative to the project when it lies in the folder that holds the project
+    (`runs/<id>`, `../shared/datasets/facemask-12k`), so a card reads true on every clone; else absolute."""
+    if path is None:
+        return None
+    path, project = Path(path).expanduser().resolve(), config.PROJECT_DIR.resolve()
+    return os.path.relpath(path, project) if path.is_relative_to(project.parent) else str(path)
+
+
+def training_data(model: Path) -> dict:
+    """What a model was trained on, from its run folder (a run's model.keras) or its card: `data` (the folder,
+    absolute; None if unknown), `fingerprint` (dataset.fingerprint of it; None for models from before
+    fingerprints) and `val_fraction` (of its split; the default if unknown)."""
+    model = Path(model)
+    params = runs.params(model.parent) if model.name == "model.keras" else {}
+    if params:
+        found = {"data": params.get("data"), "fingerprint": runs.status(model.parent).get("data_fingerprint"),
+                 "val_fraction": params.get("val_fraction")}
+    else:
+        card = read_card(model) or {}
+        found = {"data": card.get("data") or (card.get("parameters") or {}).get("data"),
+                 "fingerprint": card.get("data_fingerprint"),
+                 "val_fraction": (card.get("split") or {}).get("val_fraction")
+                 or (card.get("parameters") or {}).get("val_fraction")}
+    data = found["data"]
+    return {"data": Path(os.path.normpath(config.PROJECT_DIR / data)) if data else None,  # relative to the project
+            "fingerprint": found["fingerprint"],
+            "val_fraction": float(found["val_fraction"] or config.DEFAULT_VAL_FRACTION)}
+
+
+def trained_elsewhere(trained: dict, folder: Path, fingerprint: str) -> bool:
+    """Whether a model (training_data()) was trained on other images than those of `folder` (whose
+    dataset.fingerprint is given): told by the fingerprints, or by the folders for a model without one."""
+    if trained["fingerprint"]:
+        return trained["fingerprint"] != fingerprint
+    return trained["data"] is not None and Path(trained["data"]).resolve() != Path(folder).resolve()
+
+
 def make_card(run_dir: Path, name: str | None = None) -> dict:
     """A model card for a finished run: where it came from, its data, split, parameters and metrics."""
     run_dir = Path(run_dir)
@@ -117,13 +155,14 @@ def make_card(run_dir: Path, name: str | None = None) -> dict:
         "classes": list(config.CLASS_NAMES),
         "promoted": runs.now(),
         "source_run": st.get("run_id", run_dir.name),
-        "source_path": str(run_dir),
-        "data": params.get("data"),
+        "source_path": project_name(run_dir),
+        "data": project_name(params.get("data")),
+        "data_fingerprint": st.get("data_fingerprint"),  # dataset.fingerprint of the folder trained on
         "data_files": st.get("data_files"),  # files in the class folders, images used, files skipped by reason
         "split": {"method": "near-duplicate groups hashed into train/val (maskdet.groups.split_of_groups)",
                   "val_fraction": params.get("val_fraction"), "limit": params.get("limit"),
                   "train_images": st.get("train_images"), "val_images": st.get("val_images")},
-        "parameters": params,
+        "parameters": {**params, "data": project_name(params.get("data"))},
         "training": {"epochs": st.get("completed_epochs"), "elapsed_s": st.get("elapsed_s"),
                      "finished": st.get("finished"), "state": st.get("state")},
         "metrics": {k: evaluation.get(k) for k in ("accuracy", "balanced_accuracy", "roc_auc", "threshold",

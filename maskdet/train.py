@@ -208,6 +208,7 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
     strategy = choose_strategy()  # before any other TensorFlow op: collectives are set up at start
     table = dataset.scan(params["data"], val_fraction=params["val_fraction"])
     status["data_files"] = dataset.file_counts(table)  # "N of M" for the model card, every file counted
+    status["data_fingerprint"] = dataset.fingerprint(table, params["data"])  # the whole folder, as the split is
     if params.get("limit"):
         table = dataset.balanced_sample(table, params["limit"], seed=params.get("seed", 0))
     dataset.check_trainable(table)

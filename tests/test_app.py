@@ -471,3 +471,51 @@ def test_browse_goes_back_to_the_first_page_on_a_new_filter_or_order_and_explain
     no_exceptions(at)
     said = texts(at)
     assert "Pick at least one class" in said and "showing 0-0" not in said
+
+def test_evaluate_warns_of_other_data_by_fingerprint_not_by_where_the_model_was_trained(untrained_model, tmp_path,
+                                                                                         no_models):
+    """Issue 16, item 3: a clone's copy of the data a model was trained on is the same data, wherever it lies."""
+    import shutil
+
+    from conftest import make_dataset
+    from maskdet import dataset
+
+    data_dir = make_dataset(tmp_path / "clone" / "faces", per_class=20)
+    shutil.copy(untrained_model, config.DEFAULT_MODEL)
+    trained_on = dataset.fingerprint(dataset.scan(data_dir), data_dir)
+    files.write_json_atomic(config.MODEL_CARD, {"data": "/home/trainer/datasets/faces", "data_fingerprint": trained_on,
+                                                "split": {"val_fraction": 0.2}})
+    at = app("evaluate", data_dir, tmp_path / "runs").run()
+    no_exceptions(at)
+    assert "Validation images:" in texts(at) and not [w for w in at.warning if "trained on" in w.value]
+    files.write_json_atomic(config.MODEL_CARD, {"data": str(data_dir), "data_fingerprint": "0" * 64})
+    at = app("evaluate", data_dir, tmp_path / "runs").run()
+    no_exceptions(at)
+    assert [w.value for w in at.warning if "This model was trained on" in w.value and "fingerprints differ" in w.value]
+
+
+@pytest.mark.shared
+def test_classify_many_photos_gives_a_summary_table_to_download(facemask_dir, scenes_dir, tmp_path):
+    """Three photos (a street scene, a face crop, a picture without a face) on the shipped model: one row
+    each with its counts and verdict, CSV and JSON to download, and 'No face found' said once, naming the
+    page's switch."""
+    if not config.DEFAULT_MODEL.exists():
+        pytest.skip("the shipped model is needed")
+    at = app("classify", facemask_dir, tmp_path, config.DEFAULT_MODEL).run()
+    scene = scenes_dir / "images" / "maksssksksss705.jpg"
+    face = sorted((facemask_dir / "without_mask").glob("*.jpg"))[0]
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (640, 480), (180, 170, 150)).save(blank)
+    at.file_uploader(key="photos").set_value([(p.name, p.read_bytes(), "image/png" if p.suffix == ".png" else
+                                               "image/jpeg") for p in (scene, face, blank)]).run()
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert list(table["file"]) == [scene.name, face.name, blank.name]
+    row = table.set_index("file")
+    assert row.loc[scene.name, "verdict"] == "with_mask" and row.loc[scene.name, "with_mask"] >= 10
+    assert row.loc[scene.name, "faces"] == row.loc[scene.name, ["with_mask", "without_mask", "uncertain"]].sum()
+    assert row.loc[face.name, "faces"] == 1 and row.loc[blank.name, "verdict"] == "no_face"
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download CSV", "Download JSON (every face)"]
+    said = texts(at)
+    assert said.lower().count("no face found") == 1 and "*Whole image is one face*" in said

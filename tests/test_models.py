@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskdet import config, files, gallery, models, runs
+from maskdet import config, dataset, files, gallery, models, runs
 
 
 def fake_run(runs_dir, name, payload: bytes, state="done", accuracy=0.9):
@@ -200,3 +200,50 @@ def test_curves_of_a_near_perfect_model_are_zoomed_to_where_they_bend():
     assert coin["roc"]["x"][1] > 0.9 and coin["roc"]["y"] == [0.0, 1.0]  # a coin's curve needs the whole square
     for v in (*view.values(), *coin.values()):
         assert 0 <= v["x"][0] <= v["x"][1] - 0.1 and v["x"][1] <= 1 and 0 <= v["y"][0] <= v["y"][1] - 0.1
+
+# ---------------------------------------------------------------- what a model was trained on (issue 16, item 3)
+
+def test_the_card_names_folders_relative_to_the_project_and_keeps_the_datas_fingerprint(tmp_path, shelf):
+    dest, card = shelf
+    run = fake_run(tmp_path / "runs", "20260101-000000-ffff", b"model F")
+    shared = config.PROJECT_DIR.parent / "shared" / "datasets" / "facemask-12k"
+    files.write_json_atomic(run / "params.json", {**runs.params(run), "data": str(shared)})
+    files.write_json_atomic(run / "status.json", {**runs.status(run), "data_fingerprint": "f" * 64})
+    models.promote(run, dest, card)
+    written = json.loads(card.read_text())
+    assert written["data"] == "../shared/datasets/facemask-12k" and written["data_fingerprint"] == "f" * 64
+    assert models.project_name(config.PROJECT_DIR / "runs" / "x") == "runs/x"
+    assert models.project_name("/elsewhere/faces") == "/elsewhere/faces"  # beyond the project's folder: absolute
+    assert models.training_data(dest)["data"].resolve() == shared.resolve()  # read back against the project
+
+
+def test_a_model_is_told_apart_from_data_by_fingerprint_not_by_folder(tmp_path, tiny_dataset, no_models):
+    import shutil
+
+    fingerprint = dataset.fingerprint(dataset.scan(tiny_dataset), tiny_dataset)
+    files.write_json_atomic(config.MODEL_CARD, {"data": "/the/training/machine/faces", "data_fingerprint": fingerprint,
+                                                "split": {"val_fraction": 0.3}})
+    trained = models.training_data(config.DEFAULT_MODEL)
+    assert trained == {"data": Path("/the/training/machine/faces"), "fingerprint": fingerprint, "val_fraction": 0.3}
+    copy = shutil.copytree(tiny_dataset, tmp_path / "clone" / "faces")
+    assert not models.trained_elsewhere(trained, copy, dataset.fingerprint(dataset.scan(copy), copy))
+    (copy / "with_mask" / "face_000.jpg").unlink()
+    assert models.trained_elsewhere(trained, copy, dataset.fingerprint(dataset.scan(copy), copy))
+    # a card from before fingerprints: told by its folder, relative to the project or absolute
+    files.write_json_atomic(config.MODEL_CARD, {"data": str(tiny_dataset)})
+    old = models.training_data(config.DEFAULT_MODEL)
+    assert old["fingerprint"] is None and old["val_fraction"] == config.DEFAULT_VAL_FRACTION
+    assert not models.trained_elsewhere(old, tiny_dataset, "anything")
+    assert models.trained_elsewhere(old, copy, "anything")
+
+
+@pytest.mark.slow
+def test_the_shipped_card_carries_the_fingerprint_a_run_on_its_data_records(trained_run):
+    """The shipped model was trained on facemask-12k: a run on that folder today records the same
+    fingerprint, so Evaluate on a fresh clone does not warn that the model was trained elsewhere."""
+    shipped = json.loads((config.PROJECT_DIR / "models" / "maskdet.card.json").read_text())
+    run = runs.status(trained_run)
+    assert run["data_fingerprint"] == shipped["data_fingerprint"]
+    assert shipped["data"] == "../shared/datasets/facemask-12k" and not Path(shipped["data"]).is_absolute()
+    assert not any(str(v).startswith("/") for v in (shipped.get("source_path"), shipped["parameters"]["data"]))
+
