@@ -9,6 +9,8 @@ from app_pages import common
 from maskdet import access, config, gallery, images, infer
 
 EXTENSIONS = [e.lstrip(".") for e in config.IMAGE_EXTENSIONS]
+COUNTED = (*config.CLASS_NAMES, config.UNCERTAIN)
+WHOLE = "Whole image is one face"  # the switch's name, as every message names it
 
 
 # Read top-down: the model, how to read photos, the photos, one result per photo.
@@ -29,18 +31,43 @@ def main():
                 icon=":material/add_photo_alternate:")
         return
     mtime = os.stat(s.model_path).st_mtime
+    results = []
     for name, blob in photos:
         try:
-            result = classify(str(s.model_path), mtime, name, blob, mode)
+            results.append((name, classify(str(s.model_path), mtime, name, blob, mode)))
         except access.Busy as exc:  # all classification slots taken for longer than we wait: not cached
             st.warning(f"{name}: {exc}", icon=":material/hourglass_top:")
-            continue
+    if len(results) > 1:
+        summary(results)
+    for name, result in results:
         show_result(name, result)
+
+
+# Many photos: one row each (faces, with, without, uncertain, the verdict), as CSV and JSON to download.
+def summary(results: list[tuple[str, dict]]):
+    import json
+
+    import pandas as pd
+
+    rows = [{"file": name, "faces": len(r.get("faces", [])), **{k: (r.get("counts") or {}).get(k, 0) for k in COUNTED},
+             "verdict": r.get("verdict") if not r.get("error") else "error", "error": r.get("error") or ""}
+            for name, r in results]
+    table = pd.DataFrame(rows)
+    st.subheader(f"{len(rows)} photos")
+    st.dataframe(table, hide_index=True, width="stretch")
+    detail = [{"file": name, **{k: r.get(k) for k in ("verdict", "counts", "mode", "error", "note")},
+               "faces": [{k: v for k, v in f.items() if k != "picture"} for f in r.get("faces", [])]}
+              for name, r in results]
+    left, right = st.columns(2)
+    left.download_button("Download CSV", table.to_csv(index=False), "maskdet-photos.csv", "text/csv",
+                         icon=":material/download:", key="summary_csv")
+    right.download_button("Download JSON (every face)", json.dumps(detail, indent=1), "maskdet-photos.json",
+                          "application/json", icon=":material/download:", key="summary_json")
 
 
 # Whether to look for faces in the photo or treat the whole photo as one face; returns the mode.
 def photo_mode() -> str:
-    whole = st.toggle("Whole image is one face", value=False, key="whole_image",
+    whole = st.toggle(WHOLE, value=False, key="whole_image",
                       help="Off: faces are found in the photo and each one is classified (group photos, street "
                            "scenes). On: the photo is already cropped to one face.")
     return "crop" if whole else "auto"
@@ -98,6 +125,7 @@ def classify(model_path: str, mtime: float, name: str, blob: bytes, mode: str) -
 
 
 # The photo with its faces boxed, and the answer in colour and words; a bad file gets its reason.
+# One face gets the same layout whether it was found in the photo or the photo was taken whole.
 def show_result(name: str, result: dict):
     with st.container(border=True):
         if result.get("error"):
@@ -108,33 +136,38 @@ def show_result(name: str, result: dict):
             return
         faces = [f for f in result["faces"] if f.get("label")]
         crop = result.get("mode") == "crop"
-        picture, verdict = st.columns([2, 3] if crop else [2, 1])
+        picture, verdict = st.columns([2, 3] if len(faces) == 1 else [2, 1])
         # a face crop is shown at most 300 px wide: enlarging a 40-px crop only shows its pixels
         picture.image(result["picture"], caption=name, width=300 if crop else "stretch")
         with verdict:
-            if not faces:
-                st.warning("No face found. Switch on *Whole image is one face* if the photo is a face crop.",
+            if not faces:  # one message, naming the switch as the page does
+                st.warning(f"No face found. Switch on *{WHOLE}* if the photo is a face crop.",
                            icon=":material/face_retouching_off:")
-            elif len(faces) == 1 and crop:
+                return
+            st.markdown(f"### {gallery.count_faces(faces)}")
+            if len(faces) == 1:
                 one_face(faces[0])
             else:
-                st.markdown(f"### {gallery.count_faces(faces)}")
+                st.markdown(f"The photo: {common.label_markdown(result.get('verdict'))}")
                 for i, f in enumerate(faces, 1):
                     st.markdown(f"{i}. {common.label_markdown(f['label'])} · P(mask) {f['p_mask']:.2f}")
+                if result.get("counts", {}).get(config.UNCERTAIN):
+                    st.caption("Uncertain faces (P(mask) in the middle) are shown, not counted in the verdict.")
             if result.get("note"):
-                st.caption(result["note"])
+                st.caption(result["note"].replace("crop mode", f"*{WHOLE}*"))
 
 
 # The verdict for a single face: a coloured label, the probability and a bar.
 def one_face(face: dict):
     p = face["p_mask"]
-    sure = p if face["label"] == common.MASK else 1 - p
     st.markdown(f"## {common.label_markdown(face['label'])}")
-    st.markdown(f"P(mask) = **{p:.2f}**: the model is {'over 99%' if sure >= 0.995 else f'{sure:.0%}'} sure "
-                f"the face is {common.LABEL_WORDS[face['label']]}.")
+    if face["label"] == config.UNCERTAIN:
+        st.markdown(f"P(mask) = **{p:.2f}**: too close to call. Try a tighter crop of the face, or a clearer photo.")
+    else:
+        sure = p if face["label"] == common.MASK else 1 - p
+        st.markdown(f"P(mask) = **{p:.2f}**: the model is {'over 99%' if sure >= 0.995 else f'{sure:.0%}'} sure "
+                    f"the face is {common.LABEL_WORDS[face['label']]}.")
     st.progress(p, text="P(mask)")
-    if sure < 0.75:
-        st.caption("Close call: try a tighter crop of the face, or a clearer photo.")
 
 
 main()

@@ -38,7 +38,7 @@ from maskdet import (
 LOG = get_logger("maskdet.app")
 
 MASK, NO_MASK = config.CLASS_NAMES
-LABEL_WORDS = {MASK: "with mask", NO_MASK: "without mask"}
+LABEL_WORDS = {MASK: "with mask", NO_MASK: "without mask", config.UNCERTAIN: "uncertain"}
 # Altair colour scale that matches gallery.COLOURS, so charts and pictures agree.
 CLASS_SCALE = alt.Scale(domain=list(config.CLASS_NAMES), range=[gallery.COLOURS[c] for c in config.CLASS_NAMES])
 
@@ -379,7 +379,8 @@ def pager(n: int, per_page: int, key: str) -> slice:
 def label_markdown(label: str | None) -> str:
     if label is None:
         return ":orange[**unknown**]"
-    return f":{'green' if label == MASK else 'red'}[**{LABEL_WORDS[label]}**]"
+    colour = {MASK: "green", NO_MASK: "red"}.get(label, "orange")
+    return f":{colour}[**{LABEL_WORDS.get(label, label)}**]"
 
 
 # Path -> a short file name for captions.

@@ -57,52 +57,88 @@ def _font(px: int):
 
 
 def label_text(label: str | None, p_mask: float | None) -> str:
-    """'mask 97%' / 'no mask 88%': the label and how sure the model is of it."""
+    """'mask 97%' / 'no mask 88%' / 'unsure 55%': the label and how sure the model is of it."""
     if label is None or p_mask is None:
         return "?"
+    if label == config.UNCERTAIN:
+        return f"unsure {p_mask:.0%}"
     sure = p_mask if label == config.CLASS_NAMES[0] else 1 - p_mask
     return f"{'mask' if label == config.CLASS_NAMES[0] else 'no mask'} {sure:.0%}"
 
 
 def draw_faces(image, faces: list[dict], max_side: int = 1200, numbered: bool = False) -> Image.Image:
-    """A photo with each face's box drawn in its label's colour and 'mask 97%' written above it
-    ('2: mask 97%' when numbered, to match a numbered list of the faces).
+    """A photo with each face's box drawn in its label's colour and a tag outside the box: 'mask 97%'
+    ('2: mask 97%' when numbered, to match a numbered list of the faces; the number alone in a crowd).
 
-    `faces` are dicts with "box" (x0, y0, x1, y1 in the photo's pixels), "label" and "p_mask".
-    The photo is shrunk to `max_side` first so boxes and text stay readable on screen.
+    `faces` are dicts with "box" (x0, y0, x1, y1 in the photo's pixels), "label" and "p_mask". Tags never
+    overlap one another nor cover a face: each goes to the first free place above, below, left or right
+    of its box (nearest first), else where it covers least. The photo is shrunk to `max_side` first so
+    boxes and text stay readable on screen; a small photo is enlarged so a crowd's tags fit.
     """
     img = images.open_image(image).copy() if not isinstance(image, Image.Image) else image.convert("RGB")
     scale = min(1.0, max_side / max(img.size))
-    if scale < 1.0:
+    if numbered and len(faces) > 3 and max(img.size) < 900:  # a crowd on a small photo: room for the tags
+        scale = min(900, max_side) / max(img.size)
+    if scale != 1.0:
         img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)
     d = ImageDraw.Draw(img)
-    line = max(2, round(max(img.size) / 300))
+    line = max(2, round(max(img.size) / 400))
     font = _font(max(11, round(max(img.size) / 60)))
+    boxes = [tuple(float(v) * scale for v in f["box"]) for f in faces if f.get("box") is not None]
+    for box, face in zip(boxes, (f for f in faces if f.get("box") is not None)):
+        d.rectangle(box, outline=COLOURS.get(face.get("label"), UNSURE_COLOUR), width=line)
+    taken: list[tuple] = []
     for number, face in enumerate(faces, 1):
-        box = face.get("box")
-        if box is None:
+        if face.get("box") is None:
             continue
-        x0, y0, x1, y1 = (float(v) * scale for v in box)
+        x0, y0, x1, y1 = (float(v) * scale for v in face["box"])
         colour = COLOURS.get(face.get("label"), UNSURE_COLOUR)
-        d.rectangle([x0, y0, x1, y1], outline=colour, width=line)
         if numbered and len(faces) > 3:  # a crowd: the number only (the colour still says the label)
             text = str(number)
         else:
             text = (f"{number}: " if numbered else "") + label_text(face.get("label"), face.get("p_mask"))
         tx0, ty0, tx1, ty1 = d.textbbox((0, 0), text, font=font)
-        tw, th = tx1 - tx0, ty1 - ty0
-        ty = y0 - th - 2 * line if y0 - th - 2 * line >= 0 else y1 + line  # above the box, else below it
-        tx = max(0.0, min(x0, img.width - tw - 2 * line))  # inside the picture
-        d.rectangle([tx, ty, tx + tw + 2 * line, ty + th + 2 * line], fill=colour)
-        d.text((tx + line - tx0, ty + line - ty0), text, fill="white", font=font)
+        tw, th = tx1 - tx0 + 2 * line, ty1 - ty0 + 2 * line
+        cx = (x0 + x1 - tw) / 2
+        spots = [(x0, y0 - th - 1), (x0, y1 + 1), (x0 - tw - 1, (y0 + y1 - th) / 2), (x1 + 1, (y0 + y1 - th) / 2),
+                 (cx, y0 - 2 * th - 2), (cx, y1 + th + 2)]
+        rect = _place(spots, (tw, th), img.size, taken + boxes)
+        taken.append(rect)
+        d.rectangle(rect, fill=colour)
+        d.text((rect[0] + line - tx0, rect[1] + line - ty0), text, fill="white", font=font)
+    img.info["tags"] = taken  # where the tags went (pixels of the drawn picture), for whoever checks them
     return img
 
 
+def _place(spots, tag_size, picture_size, obstacles) -> tuple:
+    """The first spot where a tag of tag_size, kept inside the picture, overlaps no obstacle; else the
+    spot where it overlaps least."""
+    (tw, th), (w, h) = tag_size, picture_size
+    best = None
+    for x, y in spots:
+        x, y = max(0.0, min(x, w - tw)), max(0.0, min(y, h - th))
+        rect = (x, y, x + tw, y + th)
+        clash = sum(_overlap(rect, r) for r in obstacles)
+        if clash == 0:
+            return rect
+        if best is None or clash < best[0]:
+            best = (clash, rect)
+    return best[1]
+
+
+def _overlap(a, b) -> float:
+    iw, ih = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+    return iw * ih if iw > 0 and ih > 0 else 0.0
+
+
 def count_faces(faces: list[dict]) -> str:
-    """'3 faces: 2 with mask, 1 without' (or 'no face found')."""
+    """'3 faces: 2 with mask, 1 without' (and ', 1 uncertain'), or 'no face found'."""
     labelled = [f for f in faces if f.get("label")]
     if not labelled:
         return "no face found"
     masked = sum(f["label"] == config.CLASS_NAMES[0] for f in labelled)
+    bare = sum(f["label"] == config.CLASS_NAMES[1] for f in labelled)
+    unsure = len(labelled) - masked - bare
     n = len(labelled)
-    return f"{n} face{'s' if n != 1 else ''}: {masked} with mask, {n - masked} without"
+    return (f"{n} face{'s' if n != 1 else ''}: {masked} with mask, {bare} without"
+            + (f", {unsure} uncertain" if unsure else ""))

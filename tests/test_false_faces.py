@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import SCENES, cli, need_shared
-from maskdet import boxes, config, faces, images, infer, scenes
+from maskdet import boxes, config, faces, gallery, images, infer, scenes
 
 pytestmark = pytest.mark.shared
 
@@ -144,3 +144,19 @@ def test_cli_evaluate_scenes_counts_false_boxes_and_duplicates(by_name):
     assert m["images"] == 12 and m["duplicates_per_image"] == 0
     assert 0 <= m["false_boxes_per_image"] <= 0.5 and m["found"] >= 0.85
     assert set(m["per_class"]["with_mask"]["predicted"]) == {*config.CLASS_NAMES, config.UNCERTAIN}
+
+
+def test_tags_on_a_crowd_never_overlap_each_other_nor_a_face(classifier, by_name):
+    """The drawn photo of the most crowded scenes: each face's number sits outside every face box and
+    clear of every other tag, so the list beside the photo can be matched to it."""
+    for scene in (by_name[n] for n in ("maksssksksss705.jpg", "maksssksksss706.jpg", "maksssksksss251.jpg")):
+        r = infer.classify_photo(classifier, scene.image, mode="scene")
+        drawn = gallery.draw_faces(images.open_image(scene.image), r["faces"], numbered=True)
+        tags = drawn.info["tags"]
+        scale = drawn.width / r["size"][0]
+        face_boxes = [tuple(v * scale for v in f["box"]) for f in r["faces"]]
+        assert len(tags) == len(r["faces"]) >= 10
+        assert drawn.width >= 900  # a small photo is enlarged so a crowd's numbers are readable
+        for i, tag in enumerate(tags):
+            assert all(boxes.intersection(tag, other) == 0 for other in tags[i + 1:]), scene.image.name
+            assert all(boxes.intersection(tag, box) == 0 for box in face_boxes), scene.image.name
