@@ -34,9 +34,12 @@ def main():
     page = st.navigation([st.Page(**spec) for action, spec in PAGES if acc.allows(action)])
     mode_note(acc)
     settings = common.sidebar(acc)
-    if settings.model_path and settings.model_path.exists():
-        common.warm_up(str(settings.model_path), settings.model_path.stat().st_mtime)
-    page.run()
+    try:
+        page.run()
+    finally:  # the model loads in the background once the page is drawn: started before, TensorFlow's import
+        # (it holds the GIL) slowed Evaluate's view after a restart from 5 s to 8 s on these 2 cores
+        if settings.model_path and settings.model_path.exists():
+            common.warm_up(str(settings.model_path), settings.model_path.stat().st_mtime)
 
 
 # The token form, all a visitor of a shared server sees until they give the right token.

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import altair as alt
-import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
@@ -214,17 +213,8 @@ def load_table(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) -
 
 @st.cache_data(show_spinner="Reading the dataset folder (the first time takes a while)...", max_entries=4)
 def _load_table(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION, _bar=None) -> pd.DataFrame:
-    from streamlit.runtime.caching.cached_message_replay import in_cached_function
-
-    def draw(done, total, what):
-        in_cached_function.set(False)  # in a copied context: the bar is not recorded, so no stale bar is replayed
-        _bar.progress(done / max(total, 1), text=f"{what.capitalize()}: {done:,} of {total:,}")
-
-    def progress(done, total, what="reading images"):
-        contextvars.copy_context().run(draw, done, total, what)
-
-    table = dataset.scan(folder, val_fraction=val_fraction, progress=progress if _bar else None)
-    return table.drop(columns=["signature"])
+    return dataset.scan(folder, val_fraction=val_fraction,
+                        progress=_progress_bar(_bar) if _bar else None).drop(columns=["signature"])
 
 
 load_table.clear = _load_table.clear  # pages clear the tables after a download
@@ -321,26 +311,49 @@ def classifier_or_message(path: Path | None):
     return None
 
 
-# The validation-split predictions of a model on a folder, computed once per model file and folder.
+# The validation-split predictions of a model on a folder, computed once per model file and folder and kept
+# on disk (maskdet.evaluate.stored_predictions), with a progress bar that counts the images while they are read
+# and classified. The model is loaded only when they must be computed.
 def load_predictions(model_path: str, mtime: float, folder: str, val_fraction: float) -> pd.DataFrame:
-    return _load_predictions(model_path, mtime, dataset_folder(folder), val_fraction)
+    bar = st.empty()
+    try:
+        return _load_predictions(model_path, mtime, dataset_folder(folder), val_fraction, _bar=bar)
+    finally:
+        bar.empty()
 
 
-@st.cache_data(show_spinner="Classifying the validation images (once per model)...", max_entries=6)
-def _load_predictions(model_path: str, mtime: float, folder: str, val_fraction: float) -> pd.DataFrame:
+@st.cache_data(show_spinner=False, max_entries=6)
+def _load_predictions(model_path: str, mtime: float, folder: str, val_fraction: float, _bar=None) -> pd.DataFrame:
     table = load_table(folder, val_fraction)
     val = table[table["split"] == "val"]
     if dataset.usable(val).empty:
         raise dataset.DatasetError(f"{folder}: no readable images in the validation split")
-    return evaluate.predict_table(load_classifier(model_path, mtime), val)
+    progress = _progress_bar(_bar, "validation images") if _bar else None
+    return evaluate.stored_predictions(model_path, val, lambda: _classifier(model_path, mtime), progress)
 
 
-# Grad-CAM overlays (JPEG bytes) for dataset images, explaining the class the model predicted.
+# A progress(done, total, what) callback for a cached loader that draws "What: 1,200 of 2,345 <unit>" on `bar`
+# (an st.empty made outside the cache), and is not recorded by the cache, so no stale bar is replayed.
+def _progress_bar(bar, unit: str = ""):
+    from streamlit.runtime.caching.cached_message_replay import in_cached_function
+
+    def draw(done, total, what):
+        in_cached_function.set(False)
+        bar.progress(min(done / max(total, 1), 1.0),
+                     text=f"{what[:1].upper() + what[1:]}: {done:,} of {total:,}{' ' + unit if unit else ''}")
+
+    return lambda done, total, what: contextvars.copy_context().run(draw, done, total, what)
+
+
+# Grad-CAM overlays (JPEG bytes) for dataset images given by path and content hash, explaining the class the
+# model predicted. The maps are kept on disk (maskdet.saliency.stored_grad_cam): the model is loaded only for
+# maps not computed before.
 @st.cache_data(show_spinner="Computing saliency maps...", max_entries=64)
-def load_saliency(model_path: str, mtime: float, paths: tuple[str, ...], size: int = 160) -> list[bytes]:
-    model = load_classifier(model_path, mtime).model
+def load_saliency(model_path: str, mtime: float, paths: tuple[str, ...], hashes: tuple[str, ...],
+                  size: int = 160) -> list[bytes]:
     pictures = [images.open_image(p) for p in paths]
-    heat = saliency.grad_cam(model, np.stack([images.to_array(im) for im in pictures]))
+    heat = saliency.stored_grad_cam(model_path, list(hashes), lambda i: images.to_array(pictures[i]),
+                                    lambda: load_classifier(model_path, mtime).model)
     return [jpeg(saliency.overlay(im, h, size=size)) for im, h in zip(pictures, heat)]
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from maskdet import config, dataset, evaluate, gallery, models
+from maskdet import config, dataset, evaluate, gallery, infer, models
 
 
 # Read top-down: pick the model's predictions, choose a threshold, see the figures, then the errors.
@@ -15,8 +15,8 @@ def main():
     st.title("Evaluate")
     common.require("evaluate")
     s = common.settings()
-    classifier = common.classifier_or_message(s.model_path)
-    if classifier is None:
+    if s.model_path is None:
+        common.classifier_or_message(None)  # says how to get a model
         return
     trained = models.training_data(s.model_path)
     val_fraction = trained["val_fraction"]
@@ -47,14 +47,19 @@ def main():
     error_gallery(s.model_path, evaluate.errors(preds, threshold), evaluate.families(preds, threshold))
 
 
-# The model's predictions on the validation split, or None after saying why there are none.
+# The model's predictions on the validation split (stored on disk once computed, so a restart reads them back),
+# or None after saying why there are none: no such folder, no such model file, a file that is no model.
 def predictions(model_path: Path, folder: Path, val_fraction: float) -> pd.DataFrame | None:
     try:
         return common.load_predictions(str(model_path), os.stat(model_path).st_mtime, str(folder), val_fraction)
     except dataset.DatasetError as exc:
         st.error(f"**Cannot evaluate on this folder.** {exc}", icon=":material/folder_off:")
         st.info("Choose a dataset folder in the sidebar (see the Dataset page).")
-        return None
+    except FileNotFoundError:
+        st.error(f"{model_path}: the model file is gone. Pick another model in the sidebar.")
+    except infer.ModelError as exc:
+        st.error(str(exc))
+    return None
 
 
 # ROC and precision-recall points, computed once per model and folder.
@@ -167,7 +172,7 @@ def error_gallery(model_path: Path, wrong: pd.DataFrame, fam: dict):
     part, more = shown.iloc[page], list(copies.iloc[page] - 1)
     paths = tuple(part["path"])
     if show_saliency:
-        images = common.load_saliency(str(model_path), os.stat(model_path).st_mtime, paths)
+        images = common.load_saliency(str(model_path), os.stat(model_path).st_mtime, paths, tuple(part["hash"]))
     else:
         images = [gallery.thumbnail(p, 160) for p in paths]
     columns = 6

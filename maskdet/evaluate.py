@@ -1,10 +1,13 @@
 """A model x a split -> predictions, confusion matrix, metrics, curves, the table of errors."""
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-from . import config, dataset, images, pipeline
+from . import config, dataset, files, images, pipeline, runs
 
 
 def metrics(y_true: np.ndarray, p_mask: np.ndarray, threshold: float = config.DEFAULT_THRESHOLD) -> dict:
@@ -87,14 +90,64 @@ def curve_view(points: pd.DataFrame) -> dict:
     return {"roc": roc, "pr": pr}
 
 
+CLASSIFY_CHUNK = 256  # images classified between two progress reports
+
+
 def predict_table(classifier, table: pd.DataFrame, progress=None) -> pd.DataFrame:
-    """The table's readable rows with p_mask and the predicted label added."""
+    """The table's readable rows with p_mask and the predicted label added. `progress(done, total, what)`
+    follows the reading of the images and their classification."""
     good = dataset.usable(table)
-    pixels = pipeline.load_pixels(good, progress=progress)
+    pixels = pipeline.load_pixels(good, progress=progress and (lambda done, total: progress(done, total, "reading")))
+    p = np.zeros(len(good), np.float32)
+    for start in range(0, len(good), CLASSIFY_CHUNK):
+        p[start:start + CLASSIFY_CHUNK] = classifier.probs(pixels[start:start + CLASSIFY_CHUNK])
+        if progress:
+            progress(min(start + CLASSIFY_CHUNK, len(good)), len(good), "classifying")
+    return _with_predictions(good, p, classifier.threshold)
+
+
+def _with_predictions(good: pd.DataFrame, p_mask: np.ndarray, threshold: float) -> pd.DataFrame:
     good = good.copy()
-    good["p_mask"] = classifier.probs(pixels)
-    good["predicted"] = np.where(good["p_mask"] >= classifier.threshold, *config.CLASS_NAMES)
+    good["p_mask"] = p_mask
+    good["predicted"] = np.where(good["p_mask"] >= threshold, *config.CLASS_NAMES)
     return good.drop(columns=["signature"], errors="ignore")
+
+
+PREDICTIONS_VERSION = 1  # of what a stored predictions file holds: part of its name
+
+
+def predictions_file(model_path, table: pd.DataFrame) -> Path:
+    """Where the predictions of a model file on a table's readable rows are stored: named by the model file's
+    content and the rows' files and contents (dataset.fingerprint), so neither a promotion, a retrained model
+    nor a changed image can meet stale predictions."""
+    key = hashlib.sha256(f"{PREDICTIONS_VERSION}|{config.IMAGE_SIZE}|{runs.sha256_of(Path(model_path))}|"
+                         f"{dataset.fingerprint(table)}".encode()).hexdigest()[:24]
+    return config.CACHE_DIR / f"predictions-{key}.pkl"
+
+
+def stored_predictions(model_path, table: pd.DataFrame, load_classifier, progress=None,
+                       threshold: float = config.DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """predict_table() of a model file, kept on disk (predictions_file()): after a restart the P(mask) of each
+    image is read back in a moment instead of the model being loaded and run again. `load_classifier()` is
+    called only when the predictions must be computed."""
+    good = dataset.usable(table)
+    where = predictions_file(model_path, good)
+    try:
+        stored = pd.read_pickle(where)
+        p = good["path"].map(stored).to_numpy(np.float32)
+        if not np.isnan(p).any():
+            return _with_predictions(good, p, threshold)
+    except Exception:  # none yet, or torn: it is only a cache
+        pass
+    if progress:
+        progress(0, len(good), "loading the model before classifying")
+    preds = predict_table(load_classifier(), good, progress)
+    try:
+        config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        files.save_pickle_atomic(where, pd.Series(preds["p_mask"].to_numpy(), index=preds["path"].to_numpy()))
+    except OSError:  # a read-only cache folder: the predictions still serve this time
+        pass
+    return preds
 
 
 def errors(predictions: pd.DataFrame, threshold: float = config.DEFAULT_THRESHOLD) -> pd.DataFrame:

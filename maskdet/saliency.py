@@ -9,8 +9,10 @@ layer with at least MIN_CELLS x MIN_CELLS cells is used (6x6 on the default Mobi
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from . import config
@@ -127,6 +129,29 @@ def grad_cam(model, pixels: np.ndarray, target: str | list[str] | None = None, l
             c = c / peak
         out[i] = np.asarray(Image.fromarray(c.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR))
     return np.clip(out, 0.0, 1.0)
+
+
+def stored_grad_cam(model_path, hashes: list[str], pixels_of, load_model) -> np.ndarray:
+    """grad_cam() of images named by their content hash, each explaining the model's own prediction, kept on
+    disk per model file (named by its content): a restart reads them back without TensorFlow. `pixels_of(i)`
+    gives image i's model input; `load_model()` is called only when some maps are not stored yet."""
+    from . import files, runs
+
+    where = config.CACHE_DIR / f"gradcam-{runs.sha256_of(Path(model_path))[:24]}.pkl"
+    try:
+        stored = pd.read_pickle(where)
+    except Exception:  # none yet, or torn: only a cache
+        stored = {}
+    missing = [i for i, h in enumerate(hashes) if h not in stored]
+    if missing:
+        heat = grad_cam(load_model(), np.stack([pixels_of(i) for i in missing]))
+        stored.update({hashes[i]: (h * 255).round().astype(np.uint8) for i, h in zip(missing, heat)})
+        try:
+            config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
+            files.save_pickle_atomic(where, stored)
+        except OSError:  # a read-only cache folder: the maps still serve this time
+            pass
+    return np.stack([stored[h].astype(np.float32) / 255 for h in hashes])
 
 
 # Colour map for heat maps: dark blue (nothing) -> cyan -> yellow -> red (strongest evidence).

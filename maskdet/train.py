@@ -199,6 +199,20 @@ def _phases(params: dict, backbone: str) -> list[dict]:
              "learning_rate": params.get("fine_tune_learning_rate", config.DEFAULT_FINE_TUNE_LEARNING_RATE)}]
 
 
+def _phase_counter(run_dir: Path, status: dict, every_s: float = 2.0):
+    """A progress(done, total, what) callback that keeps status.json's phase saying how far a long step is
+    ("reading images: 3,200 of 11,616"), written at most every `every_s` seconds and at the end."""
+    last = [0.0]
+
+    def progress(done: int, total: int, what: str) -> None:
+        if time.time() - last[0] >= every_s or done >= total:
+            last[0] = time.time()
+            status["phase"] = f"{what}: {done:,} of {total:,}"
+            files.write_json_atomic(run_dir / "status.json", status | {"updated": runs.now()})
+
+    return progress
+
+
 def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -> dict:
     import keras
 
@@ -206,7 +220,8 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
 
     keras.utils.set_random_seed(params.get("seed", 0))
     strategy = choose_strategy()  # before any other TensorFlow op: collectives are set up at start
-    table = dataset.scan(params["data"], val_fraction=params["val_fraction"])
+    table = dataset.scan(params["data"], val_fraction=params["val_fraction"],
+                         progress=_phase_counter(run_dir, status))
     status["data_files"] = dataset.file_counts(table)  # "N of M" for the model card, every file counted
     status["data_fingerprint"] = dataset.fingerprint(table, params["data"])  # the whole folder, as the split is
     if params.get("limit"):
@@ -218,7 +233,9 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
     status.update(train_images=len(train_t), val_images=len(val_t))
     files.write_json_atomic(run_dir / "status.json", status)
     good[["path", "label", "hash", "group", "split"]].to_csv(run_dir / "split.csv", index=False)
-    x_train, x_val = pipeline.load_pixels(train_t), pipeline.load_pixels(val_t)
+    count = _phase_counter(run_dir, status)
+    x_train = pipeline.load_pixels(train_t, progress=lambda done, total: count(done, total, "decoding training images"))
+    x_val = pipeline.load_pixels(val_t, progress=lambda done, total: count(done, total, "decoding validation images"))
     y_train, y_val = dataset.labels_of(train_t), dataset.labels_of(val_t)
     batch = params["batch_size"]
     steps_per_epoch = -(-len(train_t) // batch)

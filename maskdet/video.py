@@ -195,8 +195,8 @@ def work_size(width: int, height: int, max_side: int = WORK_SIDE) -> tuple[int, 
 
 def frames(stream_container, stream, size: tuple[int, int]):
     """Decoded frames one at a time as (index, seconds, RGB uint8 array of `size`), turned upright when
-    the file says it is rotated. A file that breaks off mid-way ends the frames there; the caller learns it
-    from `frames.broken` (the reason) afterwards."""
+    the file says it is to be shown rotated (a phone held upright: then `size` comes out turned, its height
+    as the width). A file that breaks off mid-way raises _Broken with the reason and the frames read."""
     import av
 
     w, h = size
@@ -204,9 +204,8 @@ def frames(stream_container, stream, size: tuple[int, int]):
     try:
         for frame in stream_container.decode(stream):
             index += 1
-            turns = round((frame.rotation or 0) / 90) % 4
-            fw, fh = (h, w) if turns % 2 else (w, h)
-            rgb = frame.to_ndarray(format="rgb24", width=fw, height=fh)
+            rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
+            turns = round((frame.rotation or 0) / 90) % 4  # counterclockwise quarter turns to show it
             if turns:
                 rgb = np.ascontiguousarray(np.rot90(rgb, turns))
             t = float(frame.time) if frame.time is not None else index / float(stream.average_rate or 25)
@@ -481,6 +480,7 @@ class LiveAnalyser:
         self._arrivals: list[float] = []
         self._analysed: list[float] = []
         self._latencies: list[float] = []
+        self._analysis_s: list[float] = []  # find + classify + track, per analysed frame
         self._counts = self.tracker.counts()
         self.error: str | None = None
         self.frames_in = self.frames_analysed = 0
@@ -521,13 +521,16 @@ class LiveAnalyser:
                         rgb, t = self._waiting.get(timeout=self.IDLE_S)
                     except queue.Empty:
                         return  # no frames for a while: the stream ended
+                    picked = self._clock()
                     found = self.tracker.update(t, self.analyse(rgb))
                     counts = self.tracker.counts()
                     with self._lock:
+                        done = self._clock()
                         self._result, self._result_t, self._result_drawn = found, t, False
                         self._counts = counts
                         self.frames_analysed += 1
-                        self._analysed = (self._analysed + [self._clock()])[-self.KEEP:]
+                        self._analysed = (self._analysed + [done])[-self.KEEP:]
+                        self._analysis_s = (self._analysis_s + [done - picked])[-self.KEEP:]
         except Exception as exc:  # a busy server (the slot), a failing model: said on the picture and page
             with self._lock:
                 self.error = str(exc) or type(exc).__name__
@@ -542,14 +545,18 @@ class LiveAnalyser:
     def _rate(times: list[float]) -> float | None:
         return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 and times[-1] > times[0] else None
 
+    @staticmethod
+    def _median_ms(values: list[float]) -> int | None:
+        return round(1000 * sorted(values)[len(values) // 2]) if values else None
+
     def stats(self) -> dict:
-        """Frames a second in and analysed, the median latency from a frame to its boxes drawn (ms),
-        the faces in view now by label, the people counted so far, and an error if the worker stopped."""
+        """Frames a second in and analysed, the median latency from a frame to its boxes drawn and the
+        median time one analysis takes (ms), the faces in view now by label, the people counted so far, and
+        an error if the worker stopped."""
         with self._lock:
             now_faces = list(self._result)
-            latencies = sorted(self._latencies)
             stats = {"fps": self._rate(self._arrivals), "analysed_fps": self._rate(self._analysed),
-                     "latency_ms": round(1000 * latencies[len(latencies) // 2]) if latencies else None,
+                     "latency_ms": self._median_ms(self._latencies), "analysis_ms": self._median_ms(self._analysis_s),
                      "frames_in": self.frames_in, "frames_analysed": self.frames_analysed, "error": self.error,
                      "counts": self._counts}
         stats["now"] = {tracking.MASK: sum(f["label"] == tracking.MASK for f in now_faces),

@@ -472,6 +472,7 @@ def test_browse_goes_back_to_the_first_page_on_a_new_filter_or_order_and_explain
     said = texts(at)
     assert "Pick at least one class" in said and "showing 0-0" not in said
 
+
 def test_evaluate_warns_of_other_data_by_fingerprint_not_by_where_the_model_was_trained(untrained_model, tmp_path,
                                                                                          no_models):
     """Issue 16, item 3: a clone's copy of the data a model was trained on is the same data, wherever it lies."""

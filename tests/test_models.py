@@ -201,6 +201,7 @@ def test_curves_of_a_near_perfect_model_are_zoomed_to_where_they_bend():
     for v in (*view.values(), *coin.values()):
         assert 0 <= v["x"][0] <= v["x"][1] - 0.1 and v["x"][1] <= 1 and 0 <= v["y"][0] <= v["y"][1] - 0.1
 
+
 # ---------------------------------------------------------------- what a model was trained on (issue 16, item 3)
 
 def test_the_card_names_folders_relative_to_the_project_and_keeps_the_datas_fingerprint(tmp_path, shelf):
@@ -247,3 +248,62 @@ def test_the_shipped_card_carries_the_fingerprint_a_run_on_its_data_records(trai
     assert shipped["data"] == "../shared/datasets/facemask-12k" and not Path(shipped["data"]).is_absolute()
     assert not any(str(v).startswith("/") for v in (shipped.get("source_path"), shipped["parameters"]["data"]))
 
+
+# ---------------------------------------------------------------- predictions kept on disk (issue 16, item 5)
+
+def test_predictions_are_kept_on_disk_by_model_and_data_and_a_restart_reads_them_back(tmp_path, tiny_dataset):
+    import subprocess
+    import sys
+
+    from maskdet import backbones, evaluate, infer, model, train
+
+    path = tmp_path / "model.keras"
+    train.save_serving_model(model.make_model(backbones.SCRATCH, alpha=0.25), path)
+    val = dataset.scan(tiny_dataset)
+    val = val[val["split"] == "val"]
+    loads, seen = [], []
+
+    def load():
+        loads.append(path)
+        return infer.Classifier.load(path, lite="off")
+
+    first = evaluate.stored_predictions(path, val, load, progress=lambda *step: seen.append(step))
+    n = len(val)
+    assert loads == [path] and (n, n, "reading") in seen and (n, n, "classifying") in seen
+    again = evaluate.stored_predictions(path, val, lambda: pytest.fail("the model was loaded again"))
+    np.testing.assert_array_equal(again["p_mask"], first["p_mask"])
+    # a restart: a new process reads them back without TensorFlow
+    script = ("import sys; from maskdet import dataset, evaluate; t = dataset.scan(sys.argv[2]); "
+              "p = evaluate.stored_predictions(sys.argv[1], t[t['split'] == 'val'], lambda: sys.exit('model loaded'));"
+              "print(' '.join(f'{v:.6f}' for v in p['p_mask'])); print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script, str(path), str(tiny_dataset)], capture_output=True, text=True,
+                         cwd=config.PROJECT_DIR, check=True).stdout.split("\n")
+    assert out[0] == " ".join(f"{v:.6f}" for v in first["p_mask"]) and out[1] == "False"
+    # another image or another model file: computed afresh
+    changed = val.assign(hash=val["hash"].where(val.index != val.index[0], "0" * 40))
+    evaluate.stored_predictions(path, changed, load)
+    other = tmp_path / "other.keras"
+    train.save_serving_model(model.make_model(backbones.SCRATCH, alpha=0.25), other)
+
+    def load_other():
+        loads.append(other)
+        return infer.Classifier.load(other, lite="off")
+
+    evaluate.stored_predictions(other, val, load_other)
+    assert loads == [path, path, other]
+
+
+def test_heat_maps_are_kept_on_disk_per_model_file_and_read_back_without_the_model(tmp_path, tiny_dataset):
+    from maskdet import backbones, images, infer, model, saliency, train
+
+    path = tmp_path / "model.keras"
+    train.save_serving_model(model.make_model(backbones.SCRATCH, alpha=0.25), path)
+    table = dataset.scan(tiny_dataset).iloc[:3]
+    pixels = [images.to_array(images.open_image(p)) for p in table["path"]]
+    loaded = infer.load_model(path)
+    first = saliency.stored_grad_cam(path, list(table["hash"]), lambda i: pixels[i], lambda: loaded)
+    direct = saliency.grad_cam(loaded, np.stack(pixels))
+    assert first.shape == (3, *config.IMAGE_SIZE) and np.abs(first - direct).max() <= 0.5 / 255 + 1e-6
+    again = saliency.stored_grad_cam(path, list(table["hash"]), lambda i: pytest.fail("decoded again"),
+                                     lambda: pytest.fail("the model was loaded again"))
+    np.testing.assert_array_equal(again, first)

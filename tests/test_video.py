@@ -201,6 +201,26 @@ def test_a_cancelled_analysis_stops_at_once_and_keeps_what_it_did(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4", "clip.mp4"]
 
 
+def test_a_video_filmed_upright_on_a_phone_is_analysed_upright(tmp_path):
+    with av.open(str(tmp_path / "upright.mp4"), "w", format="mp4") as out:  # stored 64x32, shown turned
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height = 64, 32
+        s.set_display_rotation(90)  # a quarter turn counterclockwise to show it (PyAV's sign)
+        for i in range(3):
+            stored = np.zeros((32, 64, 3), np.uint8)
+            stored[:, :8] = 255  # a white band on the stored picture's left
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            frame.pts = i
+            for packet in s.encode(frame):
+                out.mux(packet)
+        for packet in s.encode(None):
+            out.mux(packet)
+    with video.open_video(tmp_path / "upright.mp4") as (container, stream, info):
+        _, _, shown = next(video.frames(container, stream, video.work_size(info.width, info.height)))
+    assert shown.shape == (64, 32, 3)  # upright: taller than wide
+    assert shown[-8:].mean() > 200 and shown[:-12].mean() < 30  # the left band turned to the bottom
+
+
 def test_containers_are_told_by_their_first_bytes_not_their_names(tmp_path):
     assert video.sniff(synthetic_clip(tmp_path / "a.mp4").read_bytes()[:64]) == "mp4"
     assert video.sniff(synthetic_clip(tmp_path / "b.mkv", codec="libvpx", fmt="webm").read_bytes()[:64]) == "webm"
