@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -346,15 +347,15 @@ def _progress_bar(bar, unit: str = ""):
 
 
 # Grad-CAM overlays (JPEG bytes) for dataset images given by path and content hash, explaining the class the
-# model predicted. The maps are kept on disk (maskdet.saliency.stored_grad_cam): the model is loaded only for
-# maps not computed before.
+# model predicted, each at its image's own size (a large photo's at most max_side px). The maps are kept on
+# disk (maskdet.saliency.stored_grad_cam): the model is loaded only for maps not computed before.
 @st.cache_data(show_spinner="Computing saliency maps...", max_entries=64)
 def load_saliency(model_path: str, mtime: float, paths: tuple[str, ...], hashes: tuple[str, ...],
-                  size: int = 160) -> list[bytes]:
+                  max_side: int = 512) -> list[bytes]:
     pictures = [images.open_image(p) for p in paths]
     heat = saliency.stored_grad_cam(model_path, list(hashes), lambda i: images.to_array(pictures[i]),
                                     lambda: load_classifier(model_path, mtime).model)
-    return [jpeg(saliency.overlay(im, h, size=size)) for im, h in zip(pictures, heat)]
+    return [jpeg(saliency.overlay(im, h, size=min(max(im.size), max_side))) for im, h in zip(pictures, heat)]
 
 
 # ---------------------------------------------------------------- drawing helpers
@@ -394,6 +395,11 @@ def label_markdown(label: str | None) -> str:
         return ":orange[**unknown**]"
     colour = {MASK: "green", NO_MASK: "red"}.get(label, "orange")
     return f":{colour}[**{LABEL_WORDS.get(label, label)}**]"
+
+
+# Text shown as it is in Markdown (file names hold underscores, stars and brackets).
+def literal(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~<>$:])", r"\\\1", text)
 
 
 # Path -> a short file name for captions.

@@ -170,25 +170,33 @@ def error_gallery(model_path: Path, wrong: pd.DataFrame, fam: dict):
         return
     page = common.pager(len(shown), 12, key="error_page")
     part, more = shown.iloc[page], list(copies.iloc[page] - 1)
-    paths = tuple(part["path"])
-    if show_saliency:
-        images = common.load_saliency(str(model_path), os.stat(model_path).st_mtime, paths, tuple(part["hash"]))
-    else:
-        images = [gallery.thumbnail(p, 160) for p in paths]
-    columns = 6
+    heat_maps = (common.load_saliency(str(model_path), os.stat(model_path).st_mtime, tuple(part["path"]),
+                                      tuple(part["hash"]))
+                 if show_saliency else [None] * len(part))
     rows = list(part.itertuples(index=False))
-    for start in range(0, len(rows), columns):
-        for col, r, img, extra in zip(st.columns(columns), rows[start:start + columns], images[start:start + columns],
-                                      more[start:start + columns]):
+    for start in range(0, len(rows), 3):
+        for col, r, heat, extra in zip(st.columns(3), rows[start:start + 3], heat_maps[start:start + 3],
+                                       more[start:start + 3]):
             with col.container(border=True):
-                st.image(img, width="stretch")
-                st.markdown(f"true {common.label_markdown(r.label)}  \nP(mask) **{r.p_mask:.2f}**")
-                st.caption(common.short_name(r.path) + (f" (+{extra} wrong {'copy' if extra == 1 else 'copies'})"
-                                                         if extra else ""))
+                error_card(r, heat, extra)
     if show_saliency:
         st.caption("Grad-CAM on the deepest backbone feature map with at least 6x6 cells: it shows where the evidence "
                    "for the (wrong) predicted class lies. Mask errors driven by backgrounds, borders or image quality "
                    "rather than the mouth and nose point to a shortcut in the data.")
 
 
+# One error: the file itself at its own size (the browser's fullscreen shows the file, not a resampled copy),
+# its heat map at the same size beside it, what the model said, and the whole file name.
+def error_card(r, heat: bytes | None, extra: int):
+    pictures = st.columns(2) if heat is not None else [st.container()]
+    pictures[0].image(gallery.original(r.path), output_format="PNG" if r.format == "PNG" else "auto",
+                      caption="the file")
+    if heat is not None:
+        pictures[1].image(heat, caption="Grad-CAM")
+    st.markdown(f"true {common.label_markdown(r.label)} · P(mask) **{r.p_mask:.2f}**")
+    copies = f" (+{extra} wrong {'copy' if extra == 1 else 'copies'})" if extra else ""
+    st.caption(common.literal(Path(r.path).name) + copies)
+
+
 main()
+

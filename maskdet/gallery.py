@@ -38,6 +38,16 @@ def _thumbnail(path: str, size: int, mtime: int) -> bytes:
     return buf.getvalue()
 
 
+def original(path: str | Path) -> bytes:
+    """A dataset image's own file, to be shown as it is (at its own size, nothing resampled); a file that
+    is not a readable image gives a placeholder JPEG instead."""
+    try:
+        images.open_image(path)  # refuses what a browser should not be sent: no image, a decompression bomb
+        return Path(path).read_bytes()
+    except images.ImageError:
+        return thumbnail(path)
+
+
 def placeholder(size: int = 128, text: str = "unreadable") -> Image.Image:
     """A grey square saying why there is no picture."""
     img = Image.new("RGB", (size, size), (210, 210, 210))

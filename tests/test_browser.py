@@ -264,3 +264,41 @@ def test_run_details_follow_a_run_from_queued_to_running_to_done(browser, tmp_pa
         files.write_json_atomic(run_dir / "status.json", {**status, "state": "done", "completed_epochs": 1})
         assert shows("done"), details.input_value()
         context.close()
+
+
+def test_evaluate_shows_each_error_as_its_own_file_beside_its_heat_map_with_its_whole_name(browser, tmp_path):
+    """Issue 16, item 12: not a 70 px thumbnail with a cut name, whose fullscreen view is a blurry enlargement
+    of the 100 px model input, but the file itself at its own size, its Grad-CAM at that size beside it."""
+    from PIL import Image
+
+    from conftest import make_dataset
+    from maskdet import backbones, model, train
+
+    data = make_dataset(tmp_path / "faces", per_class=60)  # both classes in validation: an untrained model errs
+    for i, f in enumerate(sorted(data.rglob("*.jpg"))):  # names as long as facemask-12k's, sizes of their own
+        Image.open(f).resize((90 + i % 7 * 5, 110)).save(f.with_name(f"validation_Augmented_{i:03d}_4470985.jpg"))
+        f.unlink()
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    train.save_serving_model(model.make_model(backbones.SCRATCH, alpha=0.25), models_dir / "maskdet.keras")
+    env = {"MASKDET_DATA": str(data), "MASKDET_RUNS": str(tmp_path / "runs"), "MASKDET_MODELS": str(models_dir)}
+    with AppServer(env=env, log=tmp_path / "server.log") as server:
+        context = browser.new_context(viewport={"width": 1600, "height": 1400})
+        page = context.new_page()
+        page.set_default_timeout(180_000)
+        page.goto(f"{server.url}/evaluate")
+        page.get_by_text("Errors (").first.wait_for()
+        settle(page)
+        shot(page, "evaluate-errors")
+        errors = main_text(page).split("Errors (", 1)[1]
+        name = re.search(r"validation_Augmented_\d{3}_4470985\.jpg", errors).group(0)  # the first card's, whole
+        original = next(data.rglob(name))
+        main = page.locator("[data-testid=stMain]")
+        picture = main.locator("[data-testid=stImage]").filter(has_text="the file").first.locator("img")
+        heat_map = main.locator("[data-testid=stImage]").filter(has_text="Grad-CAM").first.locator("img")
+        served = page.request.get(picture.get_attribute("src")).body()
+        assert served == original.read_bytes()  # the file itself, nothing resampled
+        width, height = Image.open(original).size
+        for shown in (picture, heat_map):  # at the file's own size, the heat map too
+            assert shown.evaluate("i => [i.naturalWidth, i.naturalHeight, i.clientWidth]") == [width, height, width]
+        context.close()
