@@ -70,7 +70,9 @@ def download(dest: str, username: str, key: str):
         bar = st.progress(0.0, text="Contacting Kaggle; a full download takes a few minutes on a good connection.")
         try:
             folder = kaggle.download(dest, username.strip() or None, key.strip() or None,
-                                     progress=lambda done, total, what: bar.progress(*progress_text(done, total, what)))
+                                     progress=lambda done, total, what: bar.progress(
+                                         min(done / total, 1.0) if total else 0.0,
+                                         text=kaggle.progress_words(done, total, what)))
         except dataset.DatasetError as exc:
             status.update(label="Download failed", state="error", expanded=False)
             failed = str(exc)
@@ -84,14 +86,6 @@ def download(dest: str, username: str, key: str):
     st.session_state["download_message"] = f"Downloaded the dataset into `{folder}`; it is now the dataset folder."
     common.load_table.clear()
     st.rerun()
-
-
-# The download's progress bar: share done and "Downloading: 12.5 of 330.0 MB" / "Unpacking: 500 of 12,000 files".
-def progress_text(done: int, total: int, what: str) -> tuple[float, str]:
-    if what == "downloading":
-        mb = f"{done / 1e6:,.1f} of {total / 1e6:,.1f} MB" if total else f"{done / 1e6:,.1f} MB"
-        return (min(done / total, 1.0) if total else 0.0), f"Downloading: {mb}"
-    return min(done / max(total, 1), 1.0), f"{what.capitalize()}: {done:,} of {total:,} files"
 
 
 # The dataset table, or None after saying clearly why the folder cannot be used.

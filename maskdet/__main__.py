@@ -157,8 +157,13 @@ def parser() -> argparse.ArgumentParser:
 def cmd_download(a):
     from . import kaggle
 
-    print(f"downloading {config.KAGGLE_DATASET} into {a.dest} ...", file=sys.stderr)
-    print(kaggle.download(a.dest, a.username, a.key))
+    def progress(done, total, what):
+        print(f"\r{kaggle.progress_words(done, total, what)}   ", end="", file=sys.stderr)
+
+    print(f"downloading {config.KAGGLE_DATASET} into {a.dest} (Ctrl-C stops it) ...", file=sys.stderr)
+    folder = kaggle.download(a.dest, a.username, a.key, progress=progress)
+    print(file=sys.stderr)
+    print(folder)
 
 
 def cmd_scan(a):

@@ -167,6 +167,13 @@ def download(dest: str | Path, username: str | None = None, key: str | None = No
         shutil.rmtree(partial, ignore_errors=True)
 
 
+def progress_words(done: int, total: int, what: str) -> str:
+    """download()'s progress for people: "Downloading: 12.5 of 330.0 MB", "Unpacking: 500 of 12,000 files"."""
+    if what == "downloading":
+        return f"Downloading: {done / 1e6:,.1f}" + (f" of {total / 1e6:,.1f} MB" if total else " MB")
+    return f"{what.capitalize()}: {done:,} of {total:,} files"
+
+
 def _unpack(partial: Path, slug: str, progress=None) -> Path:
     """The downloaded archive unpacked into partial/slug (the archive removed), counting files."""
     archives = sorted(partial.glob("*.zip"))
