@@ -141,13 +141,13 @@ def stored_predictions(model_path, table: pd.DataFrame, load_classifier, progres
         pass
     if progress:
         progress(0, len(good), "loading the model before classifying")
-    preds = predict_table(load_classifier(), good, progress)
+    p = predict_table(load_classifier(), good, progress)["p_mask"].to_numpy()
     try:
         config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        files.save_pickle_atomic(where, pd.Series(preds["p_mask"].to_numpy(), index=preds["path"].to_numpy()))
+        files.save_pickle_atomic(where, pd.Series(p, index=good["path"].to_numpy()))
     except OSError:  # a read-only cache folder: the predictions still serve this time
         pass
-    return preds
+    return _with_predictions(good, p, threshold)
 
 
 def errors(predictions: pd.DataFrame, threshold: float = config.DEFAULT_THRESHOLD) -> pd.DataFrame:
