@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -130,7 +131,7 @@ def memory(minutes: float, tmp: Path) -> dict:
     clip = tmp / "long.mp4"
     t = time.perf_counter()
     one_round = (2.0 + 1.5) * len(scenes)
-    write_clip(scenes, clip, seconds_each=2.0, fps=25, gap_s=1.5, repeat=max(1, round(minutes * 60 / one_round)))
+    write_clip(scenes, clip, seconds_each=2.0, fps=25, gap_s=1.5, repeat=max(1, math.ceil(minutes * 60 / one_round)))
     info = video.probe(clip)
     print(f"  memory: {video.fmt_duration(info.duration_s)} clip made in {time.perf_counter() - t:.0f} s; analysing "
           "it with predict-video --every 2 --out ...", flush=True)

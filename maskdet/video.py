@@ -30,10 +30,10 @@ from PIL import Image, ImageDraw
 
 from . import config, faces as face_finder, files, gallery, images, tracking
 
-# How faces are found in a frame, fastest first. "fast": BlazeFace alone (~15 ms a 640x480 frame here;
-# it finds 83% of face-mask-scenes' faces against 94% for the photo path), the default for live and files;
-# "balanced": MTCNN one pass + BlazeFace (~80 ms); "thorough": the photo path, MTCNN on the frame and its
-# mirror image + BlazeFace (~160 ms). docs/video.md has the measured figures.
+# How faces are found in a frame, fastest first. "fast": BlazeFace alone (14-29 ms a 640x480 frame here; on
+# photos it finds 83% of face-mask-scenes' faces against 94% for the photo finder), the default for live and
+# files, the only one that keeps up with a camera; "balanced": the photo finder without MTCNN's mirror pass;
+# "thorough": the photo finder as the Classify page runs it. docs/video.md has the measured figures.
 FINDERS = ("fast", "balanced", "thorough")
 DEFAULT_FINDER = "fast"
 # BlazeFace's score threshold when it finds alone: MediaPipe's own default.

@@ -201,6 +201,17 @@ def test_a_cancelled_analysis_stops_at_once_and_keeps_what_it_did(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4", "clip.mp4"]
 
 
+def test_a_full_hd_video_is_analysed_at_720p_and_its_boxes_given_in_its_own_pixels(tmp_path, monkeypatch):
+    clip = synthetic_clip(tmp_path / "hd.mp4", frames=3, size=(1920, 1080))
+    monkeypatch.setattr(video.FrameAnalyser, "find", lambda self, picture: [((100, 100, 200, 200), 0.9)]
+                        if picture.size == (1280, 720) else [])
+    records = []
+    summary = video.analyse(clip, StubClassifier(), every=1, on_frame=records.append)
+    assert summary["work_size"] == [1280, 720] and len(records) == 3
+    assert records[0]["faces"][0]["box"] == [150, 150, 300, 300]
+    assert summary["counts"] == {"people": 1, MASK: 1, NO_MASK: 0}
+
+
 def test_a_video_filmed_upright_on_a_phone_is_analysed_upright(tmp_path):
     with av.open(str(tmp_path / "upright.mp4"), "w", format="mp4") as out:  # stored 64x32, shown turned
         s = out.add_stream("libx264", rate=25)
@@ -252,10 +263,11 @@ def test_live_frames_come_back_at_once_while_the_newest_one_is_analysed():
         took.append(time.perf_counter() - t)
         time.sleep(1 / 30)
     s = live.stats()
-    assert max(took) < 0.1 and shown.shape == frame.shape
+    # a frame never waits for the 150-ms analysis (the bounds leave room for a busy machine)
+    assert sorted(took)[len(took) // 2] < 0.03 and shown.shape == frame.shape
     assert not np.array_equal(shown, frame)  # the box drawn
-    assert 3 <= s["frames_analysed"] <= 9 and s["frames_in"] == 30  # newest frame only: no queue behind
-    assert 150 <= s["latency_ms"] <= 300 and s["fps"] > 20
+    assert 2 <= s["frames_analysed"] <= 12 and s["frames_in"] == 30  # newest frame only: no queue behind
+    assert 150 <= s["latency_ms"] <= 600 and s["analysis_ms"] >= 150  # a queue would be ~1 s behind by now
     assert s["now"] == {MASK: 1, NO_MASK: 0} and s["counts"]["people"] == 1
     time.sleep(1.0)  # no frames: the worker ends and gives its slot back
     assert held == ["in", "out"]
