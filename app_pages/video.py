@@ -68,7 +68,9 @@ def live(classifier, model_path: str, finder: str):
         media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480},
                                             "frameRate": {"ideal": 30}}, "audio": False})
     if st.button("Reset the counts", icon=":material/restart_alt:", key="live_reset"):
-        st.session_state.pop("live_analyser", None)
+        held = st.session_state.pop("live_analyser", None)
+        if held is not None:
+            held[1].stop()  # its worker ends and gives its slot back
         st.rerun()
     live_readout(analyser, ctx.state.playing)
 

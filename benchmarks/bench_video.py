@@ -71,7 +71,7 @@ def live_speed(clf, clip: Path, finder: str, seconds: float, fps: float = 30.0) 
         took.append(time.perf_counter() - t)
         n += 1
     s = live.stats()
-    live.stop()
+    live.stop(wait=True)
     lat = sorted(live._latencies)
     row = {"finder": finder, "fps_out": round(s["fps"], 1), "analysed_fps": round(s["analysed_fps"] or 0, 1),
            "latency_ms_median": round(1000 * statistics.median(lat)) if lat else None,

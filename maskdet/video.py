@@ -474,6 +474,7 @@ class LiveAnalyser:
         self._waiting: queue.Queue = queue.Queue(maxsize=1)
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
+        self._closed = False  # stop() was called: frames pass through, no new worker starts
         self._result: list[dict] = []
         self._result_t = None  # arrival time of the frame the result belongs to
         self._result_drawn = True
@@ -495,7 +496,7 @@ class LiveAnalyser:
             if not self._result_drawn and self._result_t is not None:
                 self._latencies = (self._latencies + [now - self._result_t])[-self.KEEP:]
                 self._result_drawn = True
-        if error is None:
+        if error is None and not self._closed:
             self._offer(rgb, now)
         return draw(rgb, result, note=error) if (result or error) else rgb
 
@@ -518,9 +519,12 @@ class LiveAnalyser:
             with (self._slot() if self._slot is not None else nullcontext()):
                 while not self._stop.is_set():
                     try:
-                        rgb, t = self._waiting.get(timeout=self.IDLE_S)
+                        waiting = self._waiting.get(timeout=self.IDLE_S)
                     except queue.Empty:
                         return  # no frames for a while: the stream ended
+                    if waiting is None:  # stop() asked
+                        return
+                    rgb, t = waiting
                     picked = self._clock()
                     found = self.tracker.update(t, self.analyse(rgb))
                     counts = self.tracker.counts()
@@ -536,9 +540,15 @@ class LiveAnalyser:
                 self.error = str(exc) or type(exc).__name__
                 self._result = []
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = False) -> None:
+        """End the worker now (it gives its slot back) for good; wait: until it has ended."""
+        self._closed = True
         self._stop.set()
-        if self._worker is not None:
+        with contextlib.suppress(queue.Empty):
+            self._waiting.get_nowait()
+        with contextlib.suppress(queue.Full):
+            self._waiting.put_nowait(None)
+        if wait and self._worker is not None:
             self._worker.join(timeout=self.IDLE_S + 1)
 
     @staticmethod

@@ -271,6 +271,12 @@ def test_live_frames_come_back_at_once_while_the_newest_one_is_analysed():
     assert s["now"] == {MASK: 1, NO_MASK: 0} and s["counts"]["people"] == 1
     time.sleep(1.0)  # no frames: the worker ends and gives its slot back
     assert held == ["in", "out"]
+    live(frame)  # frames again: a worker again, with a slot
+    time.sleep(0.05)
+    assert held == ["in", "out", "in"]
+    live.stop(wait=True)  # Reset or another model: the worker ends at once, for good
+    assert held == ["in", "out", "in", "out"] and not live._worker.is_alive()
+    assert live(frame).shape == frame.shape and not live._worker.is_alive()
 
 
 def test_a_busy_server_is_said_on_the_live_picture():
