@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from maskdet import config, model as model_lib, models, runs
+from maskdet import config, dataset, model as model_lib, models, runs
 
 
 # Read top-down: the form, the live run, the list of runs, comparing them, the models.
@@ -36,9 +36,24 @@ BACKBONE_LABELS = {
     "mobilenet_scratch": "MobileNet from scratch (random weights: the seed's recipe, slow to learn)",
 }
 PRESETS = {  # preset -> (epochs, sample limit)
-    "Quick try: 1 epoch on 2,000 images (about a minute here)": (1, 2000),
+    "Quick try: 1 epoch on 2,000 images": (1, 2000),
     f"Full: {config.DEFAULT_EPOCHS} epochs on every image": (config.DEFAULT_EPOCHS, None),
 }
+
+
+# The presets as offered: each with the time it is expected to take here, from measured speed.
+def preset_labels(data_dir: Path) -> dict[str, str]:
+    try:
+        n = len(dataset.list_files(data_dir))
+    except Exception:  # no such folder yet: the presets without times
+        return {name: name for name in PRESETS}
+    labels = {}
+    for name, (epochs, limit) in PRESETS.items():
+        train = round(min(n, limit or n) * (1 - config.DEFAULT_VAL_FRACTION))
+        guess = runs.expected_seconds(config.DEFAULT_BACKBONE, config.DEFAULT_INPUT_SIZE, epochs, train,
+                                      common.settings().runs_dir)
+        labels[name] = f"{name} ({runs.say_duration(guess[0])} here)" if guess else name
+    return labels
 
 
 # Apply a preset to the form's fields.
@@ -54,8 +69,11 @@ def training_form(data_dir: Path) -> dict | None:
         st.caption(f"Trains a classifier on `{data_dir}` in its own process; you can leave this page or close "
                    "the browser, the run goes on. One training at a time. A pretrained backbone first trains "
                    "its new head with the backbone frozen, then fine-tunes the whole network at a low rate.")
+        labels = preset_labels(data_dir)
         st.radio("Preset", list(PRESETS), key="f_preset", on_change=_apply_preset, horizontal=True, index=None,
-                 help="Fills in the epochs and the sample limit below; change them as you like.")
+                 format_func=labels.get, help="Fills in the epochs and the sample limit below; change them as "
+                 "you like. Times are measured on this machine: from the runs finished here, or the shipped "
+                 "model's training.")
         with st.form("train"):
             backbone = st.selectbox("Backbone", list(BACKBONE_LABELS), format_func=BACKBONE_LABELS.get,
                                     key="f_backbone", help="ImageNet weights come inside the installed packages; "
@@ -125,8 +143,8 @@ def live_run(runs_dir: str):
             common.model_options.clear()
         st.rerun(scope="app")
     if latest is None:
-        st.info("No training runs yet. Start one above: 3 epochs on a 2,000-image sample take a few minutes "
-                "on a laptop CPU.", icon=":material/model_training:")
+        st.info("No training runs yet. Start one above: the quick-try preset shows within a minute whether the "
+                "data and settings learn.", icon=":material/model_training:")
         return
     st.subheader(f"{'Current' if run else 'Latest'} run: {latest['run_id']}")
     run_dir = Path(latest["path"])

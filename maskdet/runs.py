@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -204,3 +205,41 @@ def start(data_dir, runs_dir: Path = config.RUNS_DIR, **train_params) -> Path:
         return run_dir
     finally:
         os.close(fd)  # the child holds its own copy of the lock
+
+
+# ---------------------------------------------------------------- how long a run will take
+
+STARTUP_S = 20  # starting the process, importing TensorFlow, building the model (measured here: 15-25 s)
+
+
+def expected_seconds(backbone: str, input_size: int, epochs: int, train_images: int,
+                     runs_dir: Path = config.RUNS_DIR, card: dict | None = None) -> tuple[float, str] | None:
+    """About how long a run of these settings takes on this machine, and what the guess rests on:
+    the finished runs in `runs_dir` with the same backbone (their seconds per image and epoch, the
+    median, scaled by the input's pixel count), else the shipped model's card (its training time on
+    its machine). None when there is nothing to go on."""
+    rates = []
+    for s in list_runs(runs_dir):
+        p = params(Path(s["path"]))
+        n, elapsed, done = s.get("train_images"), s.get("elapsed_s"), p.get("epochs")
+        if s.get("state") == "done" and p.get("backbone") == backbone and n and elapsed and done:
+            rates.append((elapsed - STARTUP_S) / (n * done) / (p.get("input_size") or input_size) ** 2)
+    if rates:
+        rate, source = statistics.median(rates), f"{len(rates)} finished run{'s' if len(rates) > 1 else ''} here"
+    else:
+        card = card if card is not None else read_json(Path(config.MODEL_CARD), {}) or {}
+        p, t = card.get("parameters") or {}, card.get("training") or {}
+        n = (card.get("split") or {}).get("train_images")
+        if p.get("backbone") != backbone or not n or not t.get("elapsed_s") or not t.get("epochs"):
+            return None
+        rate = (t["elapsed_s"] - STARTUP_S) / (n * t["epochs"]) / (p.get("input_size") or input_size) ** 2
+        source = f"the shipped model's training ({card.get('machine') or 'its machine'})"
+    return STARTUP_S + rate * input_size ** 2 * train_images * epochs, source
+
+
+def say_duration(seconds: float) -> str:
+    """'about 40 s', 'about 14 min', 'about 1 h 20 min'."""
+    if seconds < 90:
+        return f"about {max(10, round(seconds, -1)):.0f} s"
+    minutes = round(seconds / 60)
+    return f"about {minutes} min" if minutes < 90 else f"about {minutes // 60} h {minutes % 60} min"

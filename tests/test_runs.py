@@ -111,3 +111,24 @@ def test_only_one_training_at_a_time(dataset, tmp_path):
     finally:
         runs.cancel(first)
         wait_for(lambda: runs.status(first)["state"] in runs.FINAL)
+
+
+def test_expected_time_comes_from_finished_runs_here_else_from_the_shipped_card(tmp_path):
+    """Issue 16 item 2: the time a run will take, from measured speed (seconds per image and epoch,
+    scaled by the input's pixels), stated before Start."""
+    card = {"parameters": {"backbone": "mobilenet_v2", "input_size": 128}, "machine": "x86_64, 2 cores",
+            "training": {"elapsed_s": 860.0, "epochs": 6}, "split": {"train_images": 9000}}
+    seconds, source = runs.expected_seconds("mobilenet_v2", 128, 6, 9000, tmp_path, card=card)
+    assert seconds == pytest.approx(860.0) and "shipped model" in source
+    half = runs.expected_seconds("mobilenet_v2", 128, 3, 9000, tmp_path, card=card)[0]
+    assert half == pytest.approx(runs.STARTUP_S + (860.0 - runs.STARTUP_S) / 2)
+    assert runs.expected_seconds("mobilenet_scratch", 100, 6, 9000, tmp_path, card=card) is None
+    for name, elapsed in (("20260101-000000-aaaa", 120.0), ("20260101-000001-bbbb", 140.0)):  # two runs done here
+        run = tmp_path / name
+        run.mkdir()
+        (run / "params.json").write_text(json.dumps({"backbone": "mobilenet_v2", "input_size": 96, "epochs": 2}))
+        (run / "status.json").write_text(json.dumps({"state": "done", "train_images": 1000, "elapsed_s": elapsed}))
+    seconds, source = runs.expected_seconds("mobilenet_v2", 192, 1, 1000, tmp_path, card=card)
+    per_image_epoch_96 = (130.0 - runs.STARTUP_S) / 2000  # the median run
+    assert seconds == pytest.approx(runs.STARTUP_S + per_image_epoch_96 * 4 * 1000) and source == "2 finished runs here"
+    assert runs.say_duration(44) == "about 40 s" and runs.say_duration(866) == "about 14 min"
