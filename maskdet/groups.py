@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -83,30 +84,93 @@ def keypoints(img: Image.Image) -> tuple:
 def inliers(a: tuple, b: tuple) -> int:
     """How many keypoints of `a` one similarity transform maps onto `b` (or onto b's mirror image): the
     evidence that two images are one photo. Deterministic (RANSAC seeded per pair)."""
+    return inliers_many([(a, b)])[0]
+
+
+_CHUNK = 8  # pairs matched at once: their arrays (about 3 MB) stay in the cache
+_FAR = 1024  # above any Hamming distance of two 256-bit ORB descriptors: marks the padding
+
+
+def _padded_words(descriptors: list[np.ndarray], side: int) -> np.ndarray:
+    """ORB descriptors (n, 32) uint8 -> (4, len, side) uint64: each descriptor as four 64-bit words, zero rows
+    after each set's own n."""
+    out = np.zeros((len(descriptors), side, 4), np.uint64)
+    for i, d in enumerate(descriptors):
+        if len(d):
+            out[i, :len(d)] = np.ascontiguousarray(d).view(np.uint64)
+    return out.transpose(2, 0, 1).copy()
+
+
+_buffers = threading.local()
+
+
+def _workspace(shape: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's scratch arrays (uint64, uint8, int32) of a shape, kept between calls: fresh ones of a few
+    MB each call cost more in page faults than the arithmetic in them."""
+    n = int(np.prod(shape))
+    have = getattr(_buffers, "arrays", None)
+    if have is None or have[0].size < n:
+        have = _buffers.arrays = (np.empty(n, np.uint64), np.empty(n, np.uint8), np.empty(n, np.int32))
+    return tuple(a[:n].reshape(shape) for a in have)
+
+
+def inliers_many(pairs: list[tuple[tuple, tuple]]) -> list[int]:
+    """inliers(a, b) of each (a, b), the same numbers: the descriptor matching (brute-force Hamming with a
+    cross-check, as OpenCV's BFMatcher(NORM_HAMMING, crossCheck=True): each keypoint's nearest, the first
+    of equals, kept when it is the other's nearest too; in query order) done for all pairs at once in
+    NumPy, then the RANSAC fit per pair and orientation as before."""
     import cv2
 
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
-    best = 0
-    pa, da = a[0].astype(np.float32), a[1]
-    for pb, db in ((b[0], b[1]), (b[2], b[3])):
-        if len(da) < 4 or len(db) < 4:
-            continue
-        matches = matcher.match(da, db)
-        if len(matches) < SPLIT_INLIERS:
-            continue
-        q = np.fromiter((m.queryIdx for m in matches), np.int32, len(matches))
-        t = np.fromiter((m.trainIdx for m in matches), np.int32, len(matches))
-        cv2.setRNGSeed(0)
-        M, mask = cv2.estimateAffinePartial2D(pa[q], pb.astype(np.float32)[t], method=cv2.RANSAC,
-                                              ransacReprojThreshold=RANSAC_PX, maxIters=200)
-        if M is None:
-            continue
-        scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
-        if SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
-            best = max(best, int(mask.sum()))
-        if best >= MIN_INLIERS:
-            break  # the other orientation cannot change the verdict
-    return best
+    out = [0] * len(pairs)
+    if not pairs:
+        return out
+    na = np.array([len(a[1]) for a, _ in pairs])
+    nb = np.array([[len(b[1]), len(b[3])] for _, b in pairs])
+    side = int(max(na.max(), nb.max()))
+    if side == 0:
+        return out
+    wa = _padded_words([a[1] for a, _ in pairs], side)  # (4, P, side)
+    wb = np.concatenate([_padded_words([b[1] for _, b in pairs], side),
+                         _padded_words([b[3] for _, b in pairs], side)], axis=2)  # (4, P, 2 side): b, mirror
+    xor, bits, dist = _workspace((len(pairs), side, 2 * side))
+    for k in range(4):
+        np.bitwise_xor(wa[k][:, :, None], wb[k][:, None, :], out=xor)
+        np.bitwise_count(xor, out=bits)
+        np.add(dist, bits, out=dist) if k else np.copyto(dist, bits)
+    dist = dist.reshape(len(pairs), side, 2, side)
+    for p in np.flatnonzero((na < side) | (nb < side).any(axis=1)):  # padding: never anyone's nearest
+        dist[p, na[p]:] = _FAR
+        dist[p, :, 0, nb[p, 0]:] = _FAR
+        dist[p, :, 1, nb[p, 1]:] = _FAR
+    nearest_b = dist.argmin(axis=3)  # (P, side, 2): each of a's keypoints' nearest in b (or its mirror)
+    nearest_a = dist.argmin(axis=1)  # (P, 2, side): each of b's keypoints' nearest in a
+    back = np.take_along_axis(nearest_a, nearest_b.transpose(0, 2, 1), axis=2)  # (P, 2, side)
+    rows = np.arange(side)
+    mutual = (back == rows) & (rows < na[:, None, None])
+    mutual &= ((na[:, None] >= 4) & (nb >= 4))[:, :, None]
+    counts = mutual.sum(axis=2)
+    for p, (a, b) in enumerate(pairs):
+        best = 0
+        pa = None
+        for o, pb in ((0, b[0]), (1, b[2])):
+            if counts[p, o] < SPLIT_INLIERS:
+                continue
+            if pa is None:
+                pa = a[0].astype(np.float32)
+            q = np.flatnonzero(mutual[p, o])
+            t = nearest_b[p, q, o]
+            cv2.setRNGSeed(0)
+            M, mask = cv2.estimateAffinePartial2D(pa[q], pb.astype(np.float32)[t], method=cv2.RANSAC,
+                                                  ransacReprojThreshold=RANSAC_PX, maxIters=200)
+            if M is None:
+                continue
+            scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
+            if SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+                best = max(best, int(mask.sum()))
+            if best >= MIN_INLIERS:
+                break  # the other orientation cannot change the verdict
+        out[p] = best
+    return out
 
 
 def candidate_pairs(signatures: np.ndarray, keys: np.ndarray, k: int | None = None) -> np.ndarray:
@@ -183,23 +247,24 @@ def group_images(hashes: list[str], signatures: np.ndarray, features_of, use_cac
     comps, units = _Components(len(unique)), _Components(len(unique))
     done = 0
 
-    def check(pair):
-        i, j = pair
-        key = (unique[i], unique[j])
-        if key in verdicts:
-            return verdicts[key], False
-        return inliers(features_of(unique[i]), features_of(unique[j])), True
+    def check(chunk):
+        return inliers_many([(features_of(unique[i]), features_of(unique[j])) for i, j in chunk])
 
     with ThreadPoolExecutor(max_workers=config.VERIFY_THREADS) as pool:
         for start in range(0, len(pairs), 512):
             # a pair already joined through others needs no verdict: the components are the same either way
-            batch = [p for p in pairs[start:start + 512] if comps.find(p[0]) != comps.find(p[1])]
-            for (i, j), (count, fresh) in zip(batch, pool.map(check, batch)):
-                if fresh:
-                    new[(unique[i], unique[j])] = count
-                if count >= MIN_INLIERS:
+            batch = [(i, j) for i, j in pairs[start:start + 512] if comps.find(i) != comps.find(j)]
+            counts = {p: verdicts[(unique[p[0]], unique[p[1]])] for p in batch
+                      if (unique[p[0]], unique[p[1]]) in verdicts}
+            fresh = [p for p in batch if p not in counts]
+            chunks = [fresh[k:k + _CHUNK] for k in range(0, len(fresh), _CHUNK)]
+            for chunk, found in zip(chunks, pool.map(check, chunks)):
+                for (i, j), count in zip(chunk, found):
+                    counts[(i, j)] = new[(unique[i], unique[j])] = count
+            for i, j in batch:
+                if counts[(i, j)] >= MIN_INLIERS:
                     comps.union(i, j)
-                if count >= SPLIT_INLIERS:
+                if counts[(i, j)] >= SPLIT_INLIERS:
                     units.union(i, j)
             done = min(start + 512, len(pairs))
             if progress:
