@@ -53,7 +53,8 @@ def test_predict_json_gives_a_line_per_input_and_an_error_for_bad_ones(trained_r
     assert len(lines) == len(faces) + 1
     for line, path in zip(lines, faces):
         assert line["path"] == str(path) and line["error"] is None
-        assert line["label"] in config.CLASS_NAMES and 0 <= line["p_mask"] <= 1
+        assert line["label"] in (*config.CLASS_NAMES, config.UNCERTAIN) and 0 <= line["p_mask"] <= 1
+        assert line["label"] == line["faces"][0]["label"] and line["counts"][line["label"]] == 1
     assert lines[-1]["error"] and "not an image" in lines[-1]["error"] and lines[-1]["p_mask"] is None
     assert proc.returncode == 1
     ok = cli("predict", "--model", trained_run / "model.keras", "--json", faces[0])
