@@ -92,10 +92,11 @@ def test_a_fresh_server_answers_an_uploaded_photo_on_the_classify_page(page, ser
     assert page.get_by_role("textbox", name="Dataset folder").input_value() == str(facemask_dir)
     face = sorted((facemask_dir / "with_mask").glob("*.jpg"))[0]
     page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(str(face))
-    verdict = page.locator("[data-testid=stMain] h2").filter(has_text="mask").first
+    # the server's model is the tests' 1-epoch run: its answer may be "uncertain" (P(mask) in the middle)
+    verdict = page.locator("[data-testid=stMain] h2").filter(has_text=re.compile("mask|uncertain")).first
     verdict.wait_for()
     answered = time.perf_counter() - server.started
-    assert verdict.inner_text().strip() in ("with mask", "without mask")
+    assert verdict.inner_text().strip() in ("with mask", "without mask", "uncertain")
     page.get_by_text("P(mask) =").first.wait_for()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "timings.json").write_text(json.dumps({"streamlit_run_to_first_classification_s": answered}))
@@ -224,7 +225,7 @@ def test_an_oversized_upload_is_refused_next_to_the_uploader_and_the_next_photo_
     shot(page, "classify-too-large")
     face = sorted((facemask_dir / "without_mask").glob("*.jpg"))[0]
     uploader.set_input_files(str(face))
-    page.locator("[data-testid=stMain] h2").filter(has_text="mask").first.wait_for()
+    page.locator("[data-testid=stMain] h2").filter(has_text=re.compile("mask|uncertain")).first.wait_for()
     assert refusal.is_visible()  # the refusal stays next to its file
 
 
