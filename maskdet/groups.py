@@ -70,11 +70,13 @@ def _orb():
 def keypoints(img: Image.Image) -> tuple:
     """ORB keypoints of the image and of its mirror image: (points, descriptors, mirror points, mirror
     descriptors); points float16 at FEATURE_SIDE, descriptors uint8 (n, 32)."""
+    import cv2
+
     grey = np.asarray(img.convert("L").resize((FEATURE_SIDE, FEATURE_SIDE), Image.Resampling.BILINEAR))
     orb, out = _orb(), []
     for im in (grey, np.ascontiguousarray(grey[:, ::-1])):
         kp, des = orb.detectAndCompute(im, None)
-        out.append(np.array([k.pt for k in kp], np.float16).reshape(-1, 2))
+        out.append(cv2.KeyPoint_convert(kp).astype(np.float16).reshape(-1, 2) if kp else np.zeros((0, 2), np.float16))
         out.append(des if des is not None else np.zeros((0, 32), np.uint8))
     return tuple(out)
 
@@ -112,6 +114,20 @@ def _workspace(shape: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if have is None or have[0].size < n:
         have = _buffers.arrays = (np.empty(n, np.uint64), np.empty(n, np.uint8), np.empty(n, np.int32))
     return tuple(a[:n].reshape(shape) for a in have)
+
+
+def _scale_in_range(M: np.ndarray) -> bool:
+    """Whether the transform's scale lies in SCALE_RANGE: the determinant as ad - bc, or (only where that is
+    within rounding of a bound) as np.linalg.det gives it, so the answer is always the one det gives."""
+    (a, b, _), (c, d, _) = M.tolist()
+    det, tol = abs(a * d - b * c), 1e-9 * (abs(a * d) + abs(b * c)) + 1e-300
+    lo, hi = SCALE_RANGE[0] ** 2, SCALE_RANGE[1] ** 2
+    if lo + tol < det < hi - tol:
+        return True
+    if det < lo - tol or det > hi + tol:
+        return False
+    scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
+    return SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]
 
 
 def inliers_many(pairs: list[tuple[tuple, tuple]]) -> list[int]:
@@ -162,11 +178,9 @@ def inliers_many(pairs: list[tuple[tuple, tuple]]) -> list[int]:
             cv2.setRNGSeed(0)
             M, mask = cv2.estimateAffinePartial2D(pa[q], pb.astype(np.float32)[t], method=cv2.RANSAC,
                                                   ransacReprojThreshold=RANSAC_PX, maxIters=200)
-            if M is None:
-                continue
-            scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
-            if SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
-                best = max(best, int(mask.sum()))
+            count = int(mask.sum()) if M is not None else 0
+            if count > best and _scale_in_range(M):
+                best = count
             if best >= MIN_INLIERS:
                 break  # the other orientation cannot change the verdict
         out[p] = best
