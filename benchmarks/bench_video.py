@@ -4,8 +4,9 @@
   face-mask-scenes photos, per stride and finder, with the annotated mp4 written;
 - live: `video.LiveAnalyser` fed that clip at the camera's pace (30 fps), as the Video page's WebRTC
   callback feeds it: frames a second out, analysed a second, latency from a frame to its boxes drawn,
-  time the callback takes; with --browser also the whole path (Chromium's fake camera -> WebRTC -> the
-  page -> back), read from the page's own readout;
+  time the callback takes; then the same behind a real WebRTC loop (aiortc at both ends, VP8 both ways,
+  in this process); with --browser also the whole path (Chromium's fake camera -> WebRTC -> the page ->
+  back), read from the page's own readout;
 - memory: `python -m maskdet predict-video --every 2 --out` on a 10-minute clip, its resident memory
   sampled every second (peak, and at each tenth of the run);
 - counting: single-scene clips of the first N scenes with faces of 60 px and more: how often the people
@@ -81,6 +82,87 @@ def live_speed(clf, clip: Path, finder: str, seconds: float, fps: float = 30.0) 
     print(f"  live  finder {finder:9s}: {row['fps_out']} frames/s out, {row['analysed_fps']} analysed/s, latency "
           f"median {row['latency_ms_median']} ms (max of the last 30: {row['latency_ms_max_last30']} ms), callback "
           f"median {row['callback_ms_median']} ms, max {row['callback_ms_max']} ms", flush=True)
+    return row
+
+
+def webrtc_loop(clf, clip: Path, seconds: float) -> dict:
+    """The server's side of the live path without a browser: a camera track of the clip at 30 fps sent over
+    aiortc to a second peer in this process, whose track runs each frame through LiveAnalyser (as the
+    page's callback does) and sends it back; both peers encode and decode VP8 as the browser and server do."""
+    import asyncio
+
+    import av
+    from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
+    from aiortc.mediastreams import MediaStreamTrack
+
+    frames = []
+    with av.open(str(clip)) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            frames.append(f.to_ndarray(format="rgb24"))
+            if i >= 150:
+                break
+    live = video.LiveAnalyser(clf)
+
+    class Camera(VideoStreamTrack):
+        n = 0
+
+        async def recv(self):
+            pts, time_base = await self.next_timestamp()
+            frame = av.VideoFrame.from_ndarray(frames[self.n % len(frames)], format="rgb24")
+            self.n += 1
+            frame.pts, frame.time_base = pts, time_base
+            return frame
+
+    class Analysed(MediaStreamTrack):
+        kind = "video"
+
+        def __init__(self, track):
+            super().__init__()
+            self.track = track
+
+        async def recv(self):
+            frame = await self.track.recv()
+            out = av.VideoFrame.from_ndarray(live(frame.to_ndarray(format="rgb24")), format="rgb24")
+            out.pts, out.time_base = frame.pts, frame.time_base
+            return out
+
+    async def run():
+        camera, server = (RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(2))
+        camera.addTransceiver(Camera(), direction="sendrecv")
+        back = {"n": 0}
+        server.on("track", lambda track: server.addTrack(Analysed(track)))
+
+        @camera.on("track")
+        def on_back(track):
+            async def sink():
+                while True:
+                    await track.recv()
+                    back["n"] += 1
+            asyncio.ensure_future(sink())
+
+        await camera.setLocalDescription(await camera.createOffer())
+        await server.setRemoteDescription(camera.localDescription)
+        await server.setLocalDescription(await server.createAnswer())
+        await camera.setRemoteDescription(server.localDescription)
+        await asyncio.sleep(5)  # connected, warmed up
+        n0, t0 = back["n"], time.perf_counter()
+        await asyncio.sleep(seconds)
+        returned = (back["n"] - n0) / (time.perf_counter() - t0)
+        stats = live.stats()
+        await camera.close()
+        await server.close()
+        return returned, stats
+
+    import logging
+
+    logging.getLogger("aiortc").setLevel(logging.CRITICAL)  # the tracks' end at close is expected
+    returned, s = asyncio.run(run())
+    live.stop(wait=True)
+    row = {"fps_back": round(returned, 1), "analysed_fps": round(s["analysed_fps"] or 0, 1),
+           "latency_ms": s["latency_ms"], "analysis_ms": s["analysis_ms"]}
+    print(f"  webrtc loop (aiortc both ends, VP8, no browser): {row['fps_back']} annotated frames/s back, "
+          f"{row['analysed_fps']} analysed/s, latency {row['latency_ms']} ms, one analysis {row['analysis_ms']} ms",
+          flush=True)
     return row
 
 
@@ -185,7 +267,7 @@ def main():
     ap.add_argument("--memory-minutes", type=float, default=10, help="length of the memory clip (0: skip)")
     ap.add_argument("--count-scenes", type=int, default=60, help="single-scene clips for counting (0: skip)")
     ap.add_argument("--browser", action="store_true", help="also the whole live path in Chromium")
-    ap.add_argument("--parts", default="files,live,browser,counting,memory", help="which parts to run")
+    ap.add_argument("--parts", default="files,live,webrtc,browser,counting,memory", help="which parts to run")
     a = ap.parse_args()
     parts = set(a.parts.split(","))
     print(f"bench_video: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -206,6 +288,8 @@ def main():
         if "live" in parts:
             for finder in ("fast", "balanced"):
                 live_speed(clf, clip, finder, seconds=min(a.seconds, 20))
+        if "webrtc" in parts:
+            webrtc_loop(clf, clip, min(a.seconds, 20))
         if a.browser and "browser" in parts:
             browser_speed(min(a.seconds, 30))
         if a.count_scenes and "counting" in parts:
