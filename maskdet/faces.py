@@ -10,6 +10,7 @@ Measured on face-mask-scenes, each half apart: docs/scenes.md (`python benchmark
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,11 @@ TILES, TILE_SHARE, TILE_FACE_MAX = 2, 0.6, 0.4
 _PRIORITY = {"mtcnn": 0, "blaze": 1, "full": 2}
 
 
+# BlazeFace's passes run in this pool while MTCNN runs in the caller's thread (MTCNN spends much of its
+# time in Python between its networks); threads, as many as photos may be classified at once.
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blazeface")
+
+
 @dataclass(frozen=True)
 class Face:
     """One found face: its box (xmin, ymin, xmax, ymax; pixels of the photo given), its face score
@@ -86,15 +92,10 @@ def find_faces(image: Image.Image, max_side: int = FIND_MAX_SIDE, mirrored: bool
     scale = min(1.0, max_side / max(image.size))
     searched = image if scale == 1.0 else image.resize(
         (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
+    blaze_finds = _POOL.submit(_blaze_candidates, searched, blaze, tiles, full_range)  # beside MTCNN's Python work
     candidates = [_Candidate(box, "mtcnn", score, p) for box, _, score, p
                   in finders.mtcnn_find(np.asarray(searched, dtype=np.float32), mirrored)]
-    if blaze and (back := blaze_detector("back")) is not None:
-        for x0, y0, tile in _tiles(searched) if tiles else [(0, 0, searched)]:
-            candidates += [_Candidate((b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), "blaze", s)
-                           for b, _, s in back(tile, min_score=AGREE["blaze"])
-                           if tile is searched or _whole_in_tile(b, tile.size, (x0, y0), searched.size)]
-    if full_range and (full := blaze_detector("full")) is not None:
-        candidates += [_Candidate(b, "full", s) for b, _, s in full(searched, min_score=AGREE["full"])]
+    candidates += blaze_finds.result()
 
     found = []
     for group in _merge(candidates):
@@ -108,6 +109,19 @@ def find_faces(image: Image.Image, max_side: int = FIND_MAX_SIDE, mirrored: bool
         if confirmed or doubtful:
             found.append(Face(box, round(score, 3), finders_seen, confirmed))
     return sorted(found, key=lambda f: (f.box[0], f.box[1]))
+
+
+def _blaze_candidates(searched: Image.Image, blaze: bool, tiles: bool, full_range: bool) -> list[_Candidate]:
+    """BlazeFace's finds: the back model on the photo (and its tiles), the full-range model on the photo."""
+    candidates = []
+    if blaze and (back := blaze_detector("back")) is not None:
+        for x0, y0, tile in _tiles(searched) if tiles else [(0, 0, searched)]:
+            candidates += [_Candidate((b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), "blaze", s)
+                           for b, _, s in back(tile, min_score=AGREE["blaze"])
+                           if tile is searched or _whole_in_tile(b, tile.size, (x0, y0), searched.size)]
+    if full_range and (full := blaze_detector("full")) is not None:
+        candidates += [_Candidate(b, "full", s) for b, _, s in full(searched, min_score=AGREE["full"])]
+    return candidates
 
 
 def _tiles(image: Image.Image):
