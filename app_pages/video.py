@@ -75,21 +75,10 @@ def live(classifier, model_path: str, finder: str):
     live_readout(analyser, ctx.state.playing)
 
 
-# streamlit-webrtc, imported so that it works beside TensorFlow. pylibsrtp (aiortc's SRTP) carries its own
-# OpenSSL, and TensorFlow's BoringSSL symbols, loaded first and global, took the place of OpenSSL's in it:
-# the server crashed (SIGSEGV in srtp_init) as the page imported streamlit-webrtc. Bound "deep", the
-# library uses its own symbols first, whichever was loaded before (the live test of tests/test_video.py goes
-# through a whole handshake in a server that loaded TensorFlow first).
+# streamlit-webrtc, imported after aiortc's SRTP library is made safe beside TensorFlow (video.import_webrtc
+# says why: without it the server died as this page imported streamlit-webrtc).
 def webrtc():
-    import sys
-
-    if "pylibsrtp" not in sys.modules and hasattr(os, "RTLD_DEEPBIND"):
-        flags = sys.getdlopenflags()
-        sys.setdlopenflags(os.RTLD_NOW | os.RTLD_DEEPBIND)
-        try:
-            import pylibsrtp  # noqa: F401
-        finally:
-            sys.setdlopenflags(flags)
+    video.import_webrtc()
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
     return WebRtcMode, webrtc_streamer

@@ -92,6 +92,8 @@ def webrtc_loop(clf, clip: Path, seconds: float) -> dict:
     import asyncio
 
     import av
+
+    video.import_webrtc()  # TensorFlow is loaded: without this, importing aiortc kills the process
     from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
     from aiortc.mediastreams import MediaStreamTrack
 

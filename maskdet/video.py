@@ -576,6 +576,24 @@ class LiveAnalyser:
 
 
 
+def import_webrtc() -> None:
+    """Import aiortc's SRTP library (pylibsrtp) so that it works beside TensorFlow; call it before importing
+    aiortc or streamlit-webrtc. pylibsrtp carries its own OpenSSL, and TensorFlow's BoringSSL symbols, loaded
+    first and global, took the place of OpenSSL's in it: the process died (SIGSEGV in srtp_init) as it was
+    imported after TensorFlow. Bound "deep", the library uses its own symbols first, whatever came before."""
+    import os
+    import sys
+
+    if "pylibsrtp" in sys.modules or not hasattr(os, "RTLD_DEEPBIND"):
+        return
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(os.RTLD_NOW | os.RTLD_DEEPBIND)
+    try:
+        import pylibsrtp  # noqa: F401
+    finally:
+        sys.setdlopenflags(flags)
+
+
 # ---------------------------------------------------------------- the command line's predict-video
 
 def predict(path, model, every: int = DEFAULT_EVERY, out=None, csv=None, as_json: bool = False,

@@ -297,6 +297,42 @@ def test_a_busy_server_is_said_on_the_live_picture():
             slot.__exit__(None, None, None)
 
 
+HANDSHAKE = """
+import asyncio
+import tensorflow  # first, as in the app's server
+from maskdet import video
+video.import_webrtc()
+from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
+
+async def main():
+    a, b = RTCPeerConnection(RTCConfiguration(iceServers=[])), RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    a.addTrack(VideoStreamTrack())
+    got = asyncio.get_running_loop().create_future()
+    b.on("track", lambda track: asyncio.ensure_future(track.recv()).add_done_callback(
+        lambda f: got.done() or got.set_result(f.result())))
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+    frame = await asyncio.wait_for(got, 60)
+    print("frame", frame.width, frame.height, flush=True)
+    await a.close()
+    await b.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_webrtc_works_in_a_process_that_loaded_tensorflow_first():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", HANDSHAKE], capture_output=True, text=True, timeout=180,
+                          cwd=PROJECT, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and "frame 640 480" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
+
+
 # ---------------------------------------------------------------- real faces: the command line and the page
 
 @pytest.mark.shared
