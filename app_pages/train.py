@@ -362,6 +362,12 @@ def run_details(all_runs: list[dict]):
                              else "")):
             try:
                 models.promote(run_dir, force=bool(anyway))
+                with st.spinner("Measuring the new model for its card (the validation split, as the command line "
+                                "does)..."):
+                    try:
+                        models.measure_card()
+                    except Exception as exc:  # promoted all the same: the card keeps the run's own figures
+                        st.session_state["promote_warning"] = f"Its card could not be completed here: {exc}"
                 common.model_options.clear()
                 st.session_state["pending_model_path"] = str(config.DEFAULT_MODEL)
                 st.session_state["promote_message"] = f"Run {run_id} is now the active model."
@@ -370,6 +376,8 @@ def run_details(all_runs: list[dict]):
                 st.error(str(exc))
     if msg := st.session_state.pop("promote_message", None):
         st.success(msg, icon=":material/check_circle:")
+    if msg := st.session_state.pop("promote_warning", None):
+        st.warning(msg, icon=":material/warning:")
 
 
 # The models folder: the active and previous model, and a rollback.

@@ -224,10 +224,7 @@ def cmd_evaluate_scenes(a):
 
 
 def cmd_promote(a):
-    import platform
-    import time
-
-    from . import evaluate, infer, models, runs, scenes
+    from . import models, runs
 
     try:
         dest = models.promote(runs.find(a.run_id, a.runs_dir), force=a.force)
@@ -236,24 +233,7 @@ def cmd_promote(a):
     card = models.read_card(dest)
     if card.get("promoted_despite"):
         print(f"warning: promoted although {card['promoted_despite']}", file=sys.stderr)
-    card["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
-    clf = infer.Classifier.load(dest)
-    card["scoring"] = ("mean P(mask) of each face and its mirror image" if clf.mirror else "P(mask) of each face")
-    params = card.get("parameters") or {}
-    data = models.training_data(dest)["data"]  # the card names it relative to the project
-    if data and data.is_dir() and not params.get("limit"):
-        # the card's validation figures as `evaluate --split val` gives them, with the scoring that serves
-        print(f"measuring the validation split of {data} ...", file=sys.stderr)
-        card["metrics"] = evaluate.evaluate(clf, data, "val", params.get("val_fraction") or
-                                            config.DEFAULT_VAL_FRACTION)[1]
-    if a.scenes:
-        print(f"measuring on {a.scenes} ...", file=sys.stderr)
-        t = time.time()
-        card["cross_source"] = {"data": str(a.scenes), **evaluate.cross_source(clf, a.scenes)}
-        card["scenes"] = scenes.evaluate_scenes(clf, a.scenes)
-        card["scenes"].pop("errors", None)
-        card["cross_source"]["measured_s"] = time.time() - t
-    files.write_json_atomic(models.card_path(dest), card)
+    card = models.measure_card(dest, a.scenes, log=lambda msg: print(msg, file=sys.stderr))
     print(dest)
     print(models.card_summary(card), file=sys.stderr)
 

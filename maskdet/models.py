@@ -172,6 +172,39 @@ def make_card(run_dir: Path, name: str | None = None) -> dict:
     }
 
 
+def measure_card(dest: Path | None = None, scenes_dir=None, log=None) -> dict:
+    """The promoted model's card completed where it serves, whoever promoted it (the CLI, the Train
+    page): this machine, how a face is scored, the validation figures as `evaluate --split val` gives
+    them (when the run trained on a whole folder that is here), and with `scenes_dir` the cross-source
+    and scene-photo figures. Writes the card and returns it; `log(message)` hears what is measured."""
+    import platform
+    import time
+
+    from . import evaluate, infer, scenes
+
+    dest = Path(dest or config.DEFAULT_MODEL)
+    log = log or (lambda message: None)
+    card = read_card(dest) or {}
+    card["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    clf = infer.Classifier.load(dest)
+    card["scoring"] = "mean P(mask) of each face and its mirror image" if clf.mirror else "P(mask) of each face"
+    params = card.get("parameters") or {}
+    data = training_data(dest)["data"]  # the card names it relative to the project
+    if data and data.is_dir() and not params.get("limit"):
+        log(f"measuring the validation split of {data} ...")
+        card["metrics"] = evaluate.evaluate(clf, data, "val", params.get("val_fraction") or
+                                            config.DEFAULT_VAL_FRACTION)[1]
+    if scenes_dir:
+        log(f"measuring on {scenes_dir} ...")
+        started = time.time()
+        card["cross_source"] = {"data": str(scenes_dir), **evaluate.cross_source(clf, scenes_dir)}
+        card["scenes"] = scenes.evaluate_scenes(clf, scenes_dir)
+        card["scenes"].pop("errors", None)
+        card["cross_source"]["measured_s"] = time.time() - started
+    files.write_json_atomic(card_path(dest), card)
+    return card
+
+
 def promote(run_dir: Path, dest: Path | None = None, card: Path | None = None, force: bool = False) -> Path:
     """Make a finished run's model.keras the active model, keeping the one it replaces; returns dest.
 
