@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -95,7 +96,7 @@ def webrtc_loop(clf, clip: Path, seconds: float) -> dict:
 
     video.import_webrtc()  # TensorFlow is loaded: without this, importing aiortc kills the process
     from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
-    from aiortc.mediastreams import MediaStreamTrack
+    from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
     frames = []
     with av.open(str(clip)) as c:
@@ -137,9 +138,10 @@ def webrtc_loop(clf, clip: Path, seconds: float) -> dict:
         @camera.on("track")
         def on_back(track):
             async def sink():
-                while True:
-                    await track.recv()
-                    back["n"] += 1
+                with contextlib.suppress(MediaStreamError):  # the end, at close
+                    while True:
+                        await track.recv()
+                        back["n"] += 1
             asyncio.ensure_future(sink())
 
         await camera.setLocalDescription(await camera.createOffer())

@@ -3,7 +3,7 @@
 The clips are made here with PyAV: real scene photos of face-mask-scenes held with a slow pan and a grey
 gap after each (benchmarks/clips.py), so the people in a clip and their labels are the photos' annotated
 faces. The scenes of CLIP_SCENES are ones whose every face the fast finder finds and the shipped model
-labels right in a clip of their own (49 of the first 60 scenes with faces of 60 px and more are, see
+labels right in a clip of their own (52 of the first 60 scenes with faces of 60 px and more are, see
 docs/video.md): these tests check the video path (decoding, tracking, counting, writing), not the finder.
 """
 import json
