@@ -5,6 +5,7 @@ Who may see what is maskdet.access's decision: a server on loopback (the default
 serves its owner everything; a shared one asks for the access token first, or without one serves
 Classify only.
 """
+
 import streamlit as st
 
 from app_pages import common
@@ -45,8 +46,10 @@ def main():
 # The token form, all a visitor of a shared server sees until they give the right token.
 def token_form(acc):
     st.title("maskdet")
-    st.markdown("This workbench is shared on the network and asks for an **access token**: its owner "
-                "set it with `MASKDET_TOKEN` (or in `.streamlit/secrets.toml`).")
+    st.markdown(
+        "This workbench is shared on the network and asks for an **access token**: its owner "
+        "set it with `MASKDET_TOKEN` (or in `.streamlit/secrets.toml`)."
+    )
     with st.form("sign_in"):
         given = st.text_input("Access token", type="password", key="access_token_input")
         go = st.form_submit_button("Sign in", type="primary", icon=":material/key:")

@@ -1,4 +1,5 @@
 """The Classify page: photos in, "with mask" / "without mask" out, for each face found."""
+
 import io
 import os
 from pathlib import Path
@@ -27,8 +28,10 @@ def main():
     if classifier is None:
         return
     if not photos:
-        st.info("Upload photos or take one with the camera to see whether each face wears a mask.",
-                icon=":material/add_photo_alternate:")
+        st.info(
+            "Upload photos or take one with the camera to see whether each face wears a mask.",
+            icon=":material/add_photo_alternate:",
+        )
         return
     mtime = os.stat(s.model_path).st_mtime
     results = []
@@ -49,27 +52,55 @@ def summary(results: list[tuple[str, dict]]):
 
     import pandas as pd
 
-    rows = [{"file": name, "faces": len(r.get("faces", [])), **{k: (r.get("counts") or {}).get(k, 0) for k in COUNTED},
-             "verdict": r.get("verdict") if not r.get("error") else "error", "error": r.get("error") or ""}
-            for name, r in results]
+    rows = [
+        {
+            "file": name,
+            "faces": len(r.get("faces", [])),
+            **{k: (r.get("counts") or {}).get(k, 0) for k in COUNTED},
+            "verdict": r.get("verdict") if not r.get("error") else "error",
+            "error": r.get("error") or "",
+        }
+        for name, r in results
+    ]
     table = pd.DataFrame(rows)
     st.subheader(f"{len(rows)} photos")
     st.dataframe(table, hide_index=True, width="stretch")
-    detail = [{"file": name, **{k: r.get(k) for k in ("verdict", "counts", "mode", "error", "note")},
-               "faces": [{k: v for k, v in f.items() if k != "picture"} for f in r.get("faces", [])]}
-              for name, r in results]
+    detail = [
+        {
+            "file": name,
+            **{k: r.get(k) for k in ("verdict", "counts", "mode", "error", "note")},
+            "faces": [{k: v for k, v in f.items() if k != "picture"} for f in r.get("faces", [])],
+        }
+        for name, r in results
+    ]
     left, right = st.columns(2)
-    left.download_button("Download CSV", table.to_csv(index=False), "maskdet-photos.csv", "text/csv",
-                         icon=":material/download:", key="summary_csv")
-    right.download_button("Download JSON (every face)", json.dumps(detail, indent=1), "maskdet-photos.json",
-                          "application/json", icon=":material/download:", key="summary_json")
+    left.download_button(
+        "Download CSV",
+        table.to_csv(index=False),
+        "maskdet-photos.csv",
+        "text/csv",
+        icon=":material/download:",
+        key="summary_csv",
+    )
+    right.download_button(
+        "Download JSON (every face)",
+        json.dumps(detail, indent=1),
+        "maskdet-photos.json",
+        "application/json",
+        icon=":material/download:",
+        key="summary_json",
+    )
 
 
 # Whether to look for faces in the photo or treat the whole photo as one face; returns the mode.
 def photo_mode() -> str:
-    whole = st.toggle(WHOLE, value=False, key="whole_image",
-                      help="Off: faces are found in the photo and each one is classified (group photos, street "
-                           "scenes). On: the photo is already cropped to one face.")
+    whole = st.toggle(
+        WHOLE,
+        value=False,
+        key="whole_image",
+        help="Off: faces are found in the photo and each one is classified (group photos, street "
+        "scenes). On: the photo is already cropped to one face.",
+    )
     return "crop" if whole else "auto"
 
 
@@ -77,11 +108,18 @@ def photo_mode() -> str:
 def inputs() -> list[tuple[str, bytes]]:
     # a --server.maxUploadSize flag can lower it
     limit = min(config.UPLOAD_MAX_MB, st.get_option("server.maxUploadSize"))
-    files = st.file_uploader("Photos", type=EXTENSIONS, accept_multiple_files=True, key="photos",
-                             max_upload_size=limit,
-                             help=f"{', '.join(EXTENSIONS)}; up to {limit} MB a file")
-    st.caption(f"JPEG, PNG, BMP, GIF, WebP or TIFF, up to {limit} MB each; photos stay on this server only "
-               "for as long as this page shows them.")
+    files = st.file_uploader(
+        "Photos",
+        type=EXTENSIONS,
+        accept_multiple_files=True,
+        key="photos",
+        max_upload_size=limit,
+        help=f"{', '.join(EXTENSIONS)}; up to {limit} MB a file",
+    )
+    st.caption(
+        f"JPEG, PNG, BMP, GIF, WebP or TIFF, up to {limit} MB each; photos stay on this server only "
+        "for as long as this page shows them."
+    )
     uploads = [(f.file_id, f.name, f) for f in files or []]
     if st.toggle("Use the camera", key="use_camera"):
         shot = st.camera_input("Take a photo", key="camera")
@@ -97,9 +135,11 @@ def within_limit(uploads: list) -> list[tuple[str, bytes]]:
     admitted, refused = access.admit_uploads(seen, [uid for uid, _, _ in uploads])
     if refused:
         names = [name for uid, name, _ in uploads if uid in refused]
-        st.warning(f"This session has had its {access.max_uploads()} photos classified; not classified: "
-                   f"{', '.join(names)}. The limit keeps one visitor from taking the server from others.",
-                   icon=":material/block:")
+        st.warning(
+            f"This session has had its {access.max_uploads()} photos classified; not classified: "
+            f"{', '.join(names)}. The limit keeps one visitor from taking the server from others.",
+            icon=":material/block:",
+        )
     return [(name, f.getvalue()) for uid, name, f in uploads if uid in admitted]
 
 
@@ -119,8 +159,9 @@ def classify(model_path: str, mtime: float, name: str, blob: bytes, mode: str) -
     result["picture"] = None
     if not result.get("error"):
         boxed = [f for f in result["faces"] if f.get("box") is not None and result["mode"] != "crop"]
-        result["picture"] = common.jpeg(gallery.draw_faces(images.open_image(blob), boxed, max_side=1200,
-                                                           numbered=len(boxed) > 1))
+        result["picture"] = common.jpeg(
+            gallery.draw_faces(images.open_image(blob), boxed, max_side=1200, numbered=len(boxed) > 1)
+        )
     return result
 
 
@@ -141,8 +182,10 @@ def show_result(name: str, result: dict):
         picture.image(result["picture"], caption=name, width=300 if crop else "stretch")
         with verdict:
             if not faces:  # one message, naming the switch as the page does
-                st.warning(f"No face found. Switch on *{WHOLE}* if the photo is a face crop.",
-                           icon=":material/face_retouching_off:")
+                st.warning(
+                    f"No face found. Switch on *{WHOLE}* if the photo is a face crop.",
+                    icon=":material/face_retouching_off:",
+                )
                 return
             st.markdown(f"### {gallery.count_faces(faces)}")
             if len(faces) == 1:
@@ -165,8 +208,10 @@ def one_face(face: dict):
         st.markdown(f"P(mask) = **{p:.2f}**: too close to call. Try a tighter crop of the face, or a clearer photo.")
     else:
         sure = p if face["label"] == common.MASK else 1 - p
-        st.markdown(f"P(mask) = **{p:.2f}**: the model is {'over 99%' if sure >= 0.995 else f'{sure:.0%}'} sure "
-                    f"the face is {common.LABEL_WORDS[face['label']]}.")
+        st.markdown(
+            f"P(mask) = **{p:.2f}**: the model is {'over 99%' if sure >= 0.995 else f'{sure:.0%}'} sure "
+            f"the face is {common.LABEL_WORDS[face['label']]}."
+        )
     st.progress(p, text="P(mask)")
 
 

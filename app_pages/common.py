@@ -3,6 +3,7 @@
 Not a page itself (streamlit_app.py lists the pages). Loaders are cached and draw nothing;
 all ML and file work happens in maskdet, these functions only call it.
 """
+
 from __future__ import annotations
 
 import contextvars
@@ -46,6 +47,7 @@ CLASS_SCALE = alt.Scale(domain=list(config.CLASS_NAMES), range=[gallery.COLOURS[
 @dataclass(frozen=True)
 class Settings:
     """The choices made in the sidebar, read by every page."""
+
     data_dir: Path
     runs_dir: Path
     model_path: Path | None
@@ -101,6 +103,7 @@ def confined(folder: str, label: str) -> Path | None:
 
 # ---------------------------------------------------------------- the sidebar
 
+
 # Draw the shared sidebar (dataset folder, model, runs folder) and return what it says. A classify-only
 # server shows the model picker only (the active and previous models, no runs, no folders).
 def sidebar(acc: access_rules.Access | None = None) -> Settings:
@@ -115,10 +118,13 @@ def sidebar(acc: access_rules.Access | None = None) -> Settings:
         if not acc.allows("choose_folders"):
             model_path = model_picker(None)
         else:
-            st.text_input("Dataset folder", key="data_dir",
-                          help="A folder with one sub-folder per class (with_mask / without_mask, nested layouts "
-                               "such as Kaggle's download work too). Default: MASKDET_DATA or the shared data "
-                               "set. Only folders under the allowed roots (MASKDET_DATA_ROOTS) are read.")
+            st.text_input(
+                "Dataset folder",
+                key="data_dir",
+                help="A folder with one sub-folder per class (with_mask / without_mask, nested layouts "
+                "such as Kaggle's download work too). Default: MASKDET_DATA or the shared data "
+                "set. Only folders under the allowed roots (MASKDET_DATA_ROOTS) are read.",
+            )
             dataset_status(ss["data_dir"])
             runs_dir = confined(ss["runs_dir"], "Runs folder")
             model_path = model_picker(runs_dir or Path(config.RUNS_DIR))
@@ -156,22 +162,30 @@ def dataset_status(folder: str) -> None:
 # Pick the model the Evaluate and Classify pages use: the active one, the previous one, or a run's
 # (runs_dir None: the models folder's only).
 def model_picker(runs_dir: Path | None) -> Path | None:
-    options = model_options(str(runs_dir) if runs_dir else None, str(config.MODELS_DIR),
-                            models.version(config.MODELS_DIR))
+    options = model_options(
+        str(runs_dir) if runs_dir else None, str(config.MODELS_DIR), models.version(config.MODELS_DIR)
+    )
     if not options:
-        st.warning("No model yet. Train one on the **Train** page and promote it, "
-                   f"or put a model at `{config.DEFAULT_MODEL}`." if runs_dir else
-                   "No model on this server yet: its owner has to put one in place.",
-                   icon=":material/model_training:")
+        st.warning(
+            f"No model yet. Train one on the **Train** page and promote it, or put a model at `{config.DEFAULT_MODEL}`."
+            if runs_dir
+            else "No model on this server yet: its owner has to put one in place.",
+            icon=":material/model_training:",
+        )
         st.session_state.pop("model_path", None)
         return None
     if "pending_model_path" in st.session_state:  # set by a promotion on the Train page
         st.session_state["model_path"] = st.session_state.pop("pending_model_path")
     if st.session_state.get("model_path") not in options:
         st.session_state["model_path"] = next(iter(options))
-    choice = st.selectbox("Model", list(options), key="model_path", format_func=options.get,
-                          help="The active model serves by default; a finished run's model can be tried "
-                               "before it is promoted (Train page).")
+    choice = st.selectbox(
+        "Model",
+        list(options),
+        key="model_path",
+        format_func=options.get,
+        help="The active model serves by default; a finished run's model can be tried "
+        "before it is promoted (Train page).",
+    )
     card = models.read_card(Path(choice)) if Path(choice).parent == Path(config.MODELS_DIR) else None
     if card is not None:
         st.caption(models.card_summary(card))
@@ -181,6 +195,7 @@ def model_picker(runs_dir: Path | None) -> Path | None:
 
 
 # ---------------------------------------------------------------- cached loaders
+
 
 # A dataset folder a page may read: allowed by the mode and under the roots, resolved; else DatasetError
 # with the reason, which the pages already show for a folder they cannot use.
@@ -214,8 +229,9 @@ def load_table(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION) -
 
 @st.cache_data(show_spinner="Reading the dataset folder (the first time takes a while)...", max_entries=4)
 def _load_table(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION, _bar=None) -> pd.DataFrame:
-    return dataset.scan(folder, val_fraction=val_fraction,
-                        progress=_progress_bar(_bar) if _bar else None).drop(columns=["signature"])
+    return dataset.scan(folder, val_fraction=val_fraction, progress=_progress_bar(_bar) if _bar else None).drop(
+        columns=["signature"]
+    )
 
 
 load_table.clear = _load_table.clear  # pages clear the tables after a download
@@ -248,14 +264,20 @@ def _load_health(folder: str, val_fraction: float = config.DEFAULT_VAL_FRACTION)
 def model_options(runs_dir: str | None, models_dir: str, models_version: str = "") -> dict[str, str]:
     options = {}
     for m in models.list_models(Path(models_dir)):
-        role = ("Active" if Path(m["path"]) == Path(config.DEFAULT_MODEL)
-                else "Previous" if Path(m["path"]) == models.previous_model() else "Model")
+        role = (
+            "Active"
+            if Path(m["path"]) == Path(config.DEFAULT_MODEL)
+            else "Previous"
+            if Path(m["path"]) == models.previous_model()
+            else "Model"
+        )
         options[m["path"]] = f"{role}: {m['name']}"
     for r in runs.list_runs(Path(runs_dir)) if runs_dir else []:
         if r.get("has_model") and r["state"] in ("done", "cancelled"):
             acc = r.get("val_accuracy")
-            options[str(Path(r["path"]) / "model.keras")] = (
-                f"Run {r['run_id']}" + (f" (val acc {acc:.0%})" if isinstance(acc, float) else ""))
+            options[str(Path(r["path"]) / "model.keras")] = f"Run {r['run_id']}" + (
+                f" (val acc {acc:.0%})" if isinstance(acc, float) else ""
+            )
     return options
 
 
@@ -300,8 +322,11 @@ def warm_up(path: str, mtime: float) -> threading.Thread:
 # The classifier for a model path, or None with the reason shown on the page.
 def classifier_or_message(path: Path | None):
     if path is None:
-        st.info("No model to use yet. Train one on the **Train** page (a few epochs on a sample take a few "
-                "minutes), then promote it to the active model.", icon=":material/model_training:")
+        st.info(
+            "No model to use yet. Train one on the **Train** page (a few epochs on a sample take a few "
+            "minutes), then promote it to the active model.",
+            icon=":material/model_training:",
+        )
         return None
     try:
         return load_classifier(str(path), os.stat(path).st_mtime)
@@ -340,8 +365,10 @@ def _progress_bar(bar, unit: str = ""):
 
     def draw(done, total, what):
         in_cached_function.set(False)
-        bar.progress(min(done / max(total, 1), 1.0),
-                     text=f"{what[:1].upper() + what[1:]}: {done:,} of {total:,}{' ' + unit if unit else ''}")
+        bar.progress(
+            min(done / max(total, 1), 1.0),
+            text=f"{what[:1].upper() + what[1:]}: {done:,} of {total:,}{' ' + unit if unit else ''}",
+        )
 
     return lambda done, total, what: contextvars.copy_context().run(draw, done, total, what)
 
@@ -350,15 +377,21 @@ def _progress_bar(bar, unit: str = ""):
 # model predicted, each at its image's own size (a large photo's at most max_side px). The maps are kept on
 # disk (maskdet.saliency.stored_grad_cam): the model is loaded only for maps not computed before.
 @st.cache_data(show_spinner="Computing saliency maps...", max_entries=64)
-def load_saliency(model_path: str, mtime: float, paths: tuple[str, ...], hashes: tuple[str, ...],
-                  max_side: int = 512) -> list[bytes]:
+def load_saliency(
+    model_path: str, mtime: float, paths: tuple[str, ...], hashes: tuple[str, ...], max_side: int = 512
+) -> list[bytes]:
     pictures = [images.open_image(p) for p in paths]
-    heat = saliency.stored_grad_cam(model_path, list(hashes), lambda i: images.to_array(pictures[i]),
-                                    lambda: load_classifier(model_path, mtime).model)
+    heat = saliency.stored_grad_cam(
+        model_path,
+        list(hashes),
+        lambda i: images.to_array(pictures[i]),
+        lambda: load_classifier(model_path, mtime).model,
+    )
     return [jpeg(saliency.overlay(im, h, size=min(max(im.size), max_side))) for im, h in zip(pictures, heat)]
 
 
 # ---------------------------------------------------------------- drawing helpers
+
 
 # A PIL image as JPEG bytes (what st.image sends fastest).
 def jpeg(img, quality: int = 88) -> bytes:
@@ -373,7 +406,7 @@ def jpeg(img, quality: int = 88) -> bytes:
 def image_grid(images: list, captions: list[str], columns: int = 6, width: int | str = "stretch") -> None:
     for start in range(0, len(images), columns):
         cols = st.columns(columns)
-        for col, img, cap in zip(cols, images[start:start + columns], captions[start:start + columns]):
+        for col, img, cap in zip(cols, images[start : start + columns], captions[start : start + columns]):
             col.image(img, caption=cap, width=width)
 
 

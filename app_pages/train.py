@@ -3,6 +3,7 @@
 A run is a folder written by its own process (maskdet.runs); this page only reads it, so a reload,
 a second tab or another machine's browser all show the same live run.
 """
+
 from pathlib import Path
 
 import altair as alt
@@ -50,8 +51,9 @@ def preset_labels(data_dir: Path) -> dict[str, str]:
     labels = {}
     for name, (epochs, limit) in PRESETS.items():
         train = round(min(n, limit or n) * (1 - config.DEFAULT_VAL_FRACTION))
-        guess = runs.expected_seconds(config.DEFAULT_BACKBONE, config.DEFAULT_INPUT_SIZE, epochs, train,
-                                      common.settings().runs_dir)
+        guess = runs.expected_seconds(
+            config.DEFAULT_BACKBONE, config.DEFAULT_INPUT_SIZE, epochs, train, common.settings().runs_dir
+        )
         labels[name] = f"{name} ({runs.say_duration(guess[0])} here)" if guess else name
     return labels
 
@@ -64,54 +66,114 @@ def _apply_preset():
 
 # The training settings; returns them when the user presses Start, else None.
 def training_form(data_dir: Path) -> dict | None:
-    with st.expander("Start a training run", expanded=not runs.list_runs(common.settings().runs_dir),
-                     icon=":material/play_circle:"):
-        st.caption(f"Trains a classifier on `{data_dir}` in its own process; you can leave this page or close "
-                   "the browser, the run goes on. One training at a time. A pretrained backbone first trains "
-                   "its new head with the backbone frozen, then fine-tunes the whole network at a low rate.")
+    with st.expander(
+        "Start a training run", expanded=not runs.list_runs(common.settings().runs_dir), icon=":material/play_circle:"
+    ):
+        st.caption(
+            f"Trains a classifier on `{data_dir}` in its own process; you can leave this page or close "
+            "the browser, the run goes on. One training at a time. A pretrained backbone first trains "
+            "its new head with the backbone frozen, then fine-tunes the whole network at a low rate."
+        )
         labels = preset_labels(data_dir)
-        st.radio("Preset", list(PRESETS), key="f_preset", on_change=_apply_preset, horizontal=True, index=None,
-                 format_func=labels.get, help="Fills in the epochs and the sample limit below; change them as "
-                 "you like. Times are measured on this machine: from the runs finished here, or the shipped "
-                 "model's training.")
+        st.radio(
+            "Preset",
+            list(PRESETS),
+            key="f_preset",
+            on_change=_apply_preset,
+            horizontal=True,
+            index=None,
+            format_func=labels.get,
+            help="Fills in the epochs and the sample limit below; change them as "
+            "you like. Times are measured on this machine: from the runs finished here, or the shipped "
+            "model's training.",
+        )
         with st.form("train"):
-            backbone = st.selectbox("Backbone", list(BACKBONE_LABELS), format_func=BACKBONE_LABELS.get,
-                                    key="f_backbone", help="ImageNet weights come inside the installed packages; "
-                                    "nothing is downloaded.")
+            backbone = st.selectbox(
+                "Backbone",
+                list(BACKBONE_LABELS),
+                format_func=BACKBONE_LABELS.get,
+                key="f_backbone",
+                help="ImageNet weights come inside the installed packages; nothing is downloaded.",
+            )
             a, b, c = st.columns(3)
             epochs = a.number_input("Epochs", 1, 500, config.DEFAULT_EPOCHS, key="f_epochs")
-            head_epochs = b.number_input("Head epochs (backbone frozen)", 0, 500, config.DEFAULT_HEAD_EPOCHS,
-                                         key="f_head_epochs", help="Pretrained backbones only: the first epochs "
-                                         "train the new head alone; the rest fine-tune everything.")
-            batch = c.select_slider("Batch size", [8, 16, 32, 64, 128, 256], config.DEFAULT_BATCH_SIZE,
-                                    key="f_batch")
+            head_epochs = b.number_input(
+                "Head epochs (backbone frozen)",
+                0,
+                500,
+                config.DEFAULT_HEAD_EPOCHS,
+                key="f_head_epochs",
+                help="Pretrained backbones only: the first epochs "
+                "train the new head alone; the rest fine-tune everything.",
+            )
+            batch = c.select_slider("Batch size", [8, 16, 32, 64, 128, 256], config.DEFAULT_BATCH_SIZE, key="f_batch")
             a, b, c = st.columns(3)
-            lr = a.number_input("Learning rate", 1e-5, 1e-1, None, format="%.4f", step=1e-4, key="f_lr",
-                                placeholder="the backbone's default",
-                                help=f"A pretrained backbone's new head: {config.DEFAULT_HEAD_LEARNING_RATE:g} by "
-                                f"default; from scratch, the whole network's: {config.DEFAULT_LEARNING_RATE:g}")
-            ft_lr = b.number_input("Fine-tuning learning rate", 1e-6, 1e-2, config.DEFAULT_FINE_TUNE_LEARNING_RATE,
-                                   format="%.5f", step=1e-5, key="f_ft_lr",
-                                   help="Pretrained backbones: the rate once the backbone is unfrozen")
-            size = c.select_slider("Input size (px)", [96, 128, 160, 192, 224], config.DEFAULT_INPUT_SIZE,
-                                   key="f_size", help="Pretrained backbones see each face crop resized to this "
-                                   "size: larger is slower")
+            lr = a.number_input(
+                "Learning rate",
+                1e-5,
+                1e-1,
+                None,
+                format="%.4f",
+                step=1e-4,
+                key="f_lr",
+                placeholder="the backbone's default",
+                help=f"A pretrained backbone's new head: {config.DEFAULT_HEAD_LEARNING_RATE:g} by "
+                f"default; from scratch, the whole network's: {config.DEFAULT_LEARNING_RATE:g}",
+            )
+            ft_lr = b.number_input(
+                "Fine-tuning learning rate",
+                1e-6,
+                1e-2,
+                config.DEFAULT_FINE_TUNE_LEARNING_RATE,
+                format="%.5f",
+                step=1e-5,
+                key="f_ft_lr",
+                help="Pretrained backbones: the rate once the backbone is unfrozen",
+            )
+            size = c.select_slider(
+                "Input size (px)",
+                [96, 128, 160, 192, 224],
+                config.DEFAULT_INPUT_SIZE,
+                key="f_size",
+                help="Pretrained backbones see each face crop resized to this size: larger is slower",
+            )
             a, b, c = st.columns(3)
-            alpha = a.select_slider("Width (alpha, from scratch)", [0.25, 0.5, 0.75, 1.0], config.DEFAULT_ALPHA,
-                                    key="f_alpha", help="MobileNet width multiplier: 0.25 is ~4x faster than 1.0")
+            alpha = a.select_slider(
+                "Width (alpha, from scratch)",
+                [0.25, 0.5, 0.75, 1.0],
+                config.DEFAULT_ALPHA,
+                key="f_alpha",
+                help="MobileNet width multiplier: 0.25 is ~4x faster than 1.0",
+            )
             val = b.slider("Validation fraction", 0.05, 0.5, config.DEFAULT_VAL_FRACTION, 0.05, key="f_val")
-            limit = c.number_input("Sample limit (images)", 100, 1_000_000, value=None, step=100, key="f_limit",
-                                   placeholder="all images",
-                                   help="Train on a class-balanced sample of about this many images: a quick try")
+            limit = c.number_input(
+                "Sample limit (images)",
+                100,
+                1_000_000,
+                value=None,
+                step=100,
+                key="f_limit",
+                placeholder="all images",
+                help="Train on a class-balanced sample of about this many images: a quick try",
+            )
             augment = st.checkbox("Augment (flips, rotations, zoom, colour and quality changes)", True, key="f_augment")
             go = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
     if not go:
         return None
-    return {"backbone": backbone, "input_size": int(size), "epochs": int(epochs), "head_epochs": int(head_epochs),
-            "batch_size": int(batch), "alpha": float(alpha),
-            "learning_rate": float(lr) if lr else model_lib.default_learning_rate(backbone),
-            "fine_tune_learning_rate": float(ft_lr), "val_fraction": float(val),
-            "limit": int(limit) if limit else None, "augment": bool(augment), "seed": 0}
+    return {
+        "backbone": backbone,
+        "input_size": int(size),
+        "epochs": int(epochs),
+        "head_epochs": int(head_epochs),
+        "batch_size": int(batch),
+        "alpha": float(alpha),
+        "learning_rate": float(lr) if lr else model_lib.default_learning_rate(backbone),
+        "fine_tune_learning_rate": float(ft_lr),
+        "val_fraction": float(val),
+        "limit": int(limit) if limit else None,
+        "augment": bool(augment),
+        "seed": 0,
+    }
 
 
 # Start a run in its own process, or say why not.
@@ -143,8 +205,11 @@ def live_run(runs_dir: str):
             common.model_options.clear()
         st.rerun(scope="app")
     if latest is None:
-        st.info("No training runs yet. Start one above: the quick-try preset shows within a minute whether the "
-                "data and settings learn.", icon=":material/model_training:")
+        st.info(
+            "No training runs yet. Start one above: the quick-try preset shows within a minute whether the "
+            "data and settings learn.",
+            icon=":material/model_training:",
+        )
         return
     st.subheader(f"{'Current' if run else 'Latest'} run: {latest['run_id']}")
     run_dir = Path(latest["path"])
@@ -164,15 +229,21 @@ def progress(run_dir: Path, status: dict, records: list[dict]):
     if batches:
         step = max(step, batches[-1]["step"])
     total = epochs * spe
-    icon = {"queued": ":material/hourglass_top:", "running": ":material/directions_run:",
-            "done": ":green[:material/check_circle:]", "failed": ":red[:material/error:]",
-            "cancelled": ":orange[:material/stop_circle:]"}.get(state, "")
+    icon = {
+        "queued": ":material/hourglass_top:",
+        "running": ":material/directions_run:",
+        "done": ":green[:material/check_circle:]",
+        "failed": ":red[:material/error:]",
+        "cancelled": ":orange[:material/stop_circle:]",
+    }.get(state, "")
     phase = f" · {status['phase']}" if status.get("phase") and state == "running" else ""
     where = f" · epoch {status.get('epoch') or status.get('completed_epochs') or 0}/{epochs}" if epochs else ""
     st.markdown(f"**{icon} {state}**{phase}{where}" + (f" · step {step}/{total}" if total else ""))
     if state in ("queued", "running"):
-        st.progress(min(1.0, step / total) if total else 0.0,
-                    text=f"elapsed {clock(status.get('elapsed_s'))} · left {clock(time_left(batches, step, total))}")
+        st.progress(
+            min(1.0, step / total) if total else 0.0,
+            text=f"elapsed {clock(status.get('elapsed_s'))} · left {clock(time_left(batches, step, total))}",
+        )
         if status.get("cancel_requested"):
             st.warning("Cancelling: the run stops after this batch and keeps what it learned.")
         elif st.button("Cancel run", icon=":material/stop_circle:", key="cancel"):
@@ -182,9 +253,11 @@ def progress(run_dir: Path, status: dict, records: list[dict]):
         st.error(f"**The run failed.** {status.get('error') or 'no reason recorded'}", icon=":material/error:")
     else:
         acc = status.get("val_accuracy")
-        st.caption(f"finished in {clock(status.get('elapsed_s'))}"
-                   + (f" · validation accuracy {acc:.1%}" if isinstance(acc, float) else "")
-                   + (" · cancelled: its model holds what it learned until then" if state == "cancelled" else ""))
+        st.caption(
+            f"finished in {clock(status.get('elapsed_s'))}"
+            + (f" · validation accuracy {acc:.1%}" if isinstance(acc, float) else "")
+            + (" · cancelled: its model holds what it learned until then" if state == "cancelled" else "")
+        )
 
 
 # Seconds left, from the pace of the batches since the run (re)started, or None when unknown.
@@ -226,27 +299,42 @@ def metric_frame(records: list[dict]) -> pd.DataFrame:
     for r in records:
         if r.get("kind") == "batch":
             for m in ("loss", "accuracy"):
-                rows.append({"step": r["step"], "epoch": r["epoch"], "metric": m, "value": r.get(m),
-                             "series": "train (batch)"})
+                rows.append(
+                    {"step": r["step"], "epoch": r["epoch"], "metric": m, "value": r.get(m), "series": "train (batch)"}
+                )
         elif r.get("kind") == "epoch" and not r.get("partial"):
             for m in ("loss", "accuracy"):
-                rows.append({"step": r["step"], "epoch": r["epoch"], "metric": m, "value": r.get(m),
-                             "series": "train (epoch)"})
+                rows.append(
+                    {"step": r["step"], "epoch": r["epoch"], "metric": m, "value": r.get(m), "series": "train (epoch)"}
+                )
                 if f"val_{m}" in r:
-                    rows.append({"step": r["step"], "epoch": r["epoch"], "metric": m, "value": r[f"val_{m}"],
-                                 "series": "validation"})
+                    rows.append(
+                        {
+                            "step": r["step"],
+                            "epoch": r["epoch"],
+                            "metric": m,
+                            "value": r[f"val_{m}"],
+                            "series": "validation",
+                        }
+                    )
     return pd.DataFrame(rows, columns=["step", "epoch", "metric", "value", "series"]).dropna(subset=["value"])
 
 
 # One metric's chart: thin batch line, epoch lines with points.
 def curve_chart(frame: pd.DataFrame, title: str) -> alt.LayerChart:
-    colour = alt.Color("series:N", scale=alt.Scale(domain=["train (batch)", "train (epoch)", "validation"],
-                                                   range=["#9ecae9", "#1f77b4", "#ff7f0e"]),
-                       legend=alt.Legend(orient="bottom", title=None))
+    colour = alt.Color(
+        "series:N",
+        scale=alt.Scale(
+            domain=["train (batch)", "train (epoch)", "validation"], range=["#9ecae9", "#1f77b4", "#ff7f0e"]
+        ),
+        legend=alt.Legend(orient="bottom", title=None),
+    )
     base = alt.Chart(frame, title=title).encode(
         x=alt.X("step:Q", title="step (batch)", axis=alt.Axis(format="d", tickMinStep=1)),
         y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
-        color=colour, tooltip=["series", "epoch", "step", alt.Tooltip("value:Q", format=".4f")])
+        color=colour,
+        tooltip=["series", "epoch", "step", alt.Tooltip("value:Q", format=".4f")],
+    )
     batch = base.transform_filter(alt.datum.series == "train (batch)").mark_line(strokeWidth=1, opacity=0.8)
     epoch = base.transform_filter(alt.datum.series != "train (batch)").mark_line(point=True, strokeWidth=2)
     return (batch + epoch).properties(height=340)
@@ -260,23 +348,39 @@ def run_table(all_runs: list[dict]):
         p = runs.params(Path(r["path"]))
         evaluation = models.run_evaluation(Path(r["path"])) or {}
         doubt = models.degenerate(evaluation)
-        rows.append({"run": r["run_id"], "state": r["state"],
-                     "epochs": f"{r.get('completed_epochs') or 0}/{r.get('epochs') or p.get('epochs')}",
-                     "balanced accuracy": evaluation.get("balanced_accuracy"),
-                     "val accuracy": r.get("val_accuracy"), "warning": f"⚠ {doubt}" if doubt else "",
-                     "train images": r.get("train_images"),
-                     "backbone": p.get("backbone", "mobilenet_scratch"), "batch": p.get("batch_size"),
-                     "learning rate": p.get("learning_rate"),
-                     "limit": p.get("limit"), "time": clock(r.get("elapsed_s")) if r.get("elapsed_s") else "",
-                     "error": r.get("error") or ""})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-        # numbers, not bars: a model that always answers the majority class reads 62.7% and must not look good
-        "balanced accuracy": st.column_config.NumberColumn(
-            "balanced accuracy", format="percent", help="the mean of the two classes' recalls: 50% for a model "
-            "that gives every face the same answer"),
-        "val accuracy": st.column_config.NumberColumn("val accuracy", format="percent"),
-        "warning": st.column_config.TextColumn("warning", width="medium"),
-        "error": st.column_config.TextColumn("error", width="large")})
+        rows.append(
+            {
+                "run": r["run_id"],
+                "state": r["state"],
+                "epochs": f"{r.get('completed_epochs') or 0}/{r.get('epochs') or p.get('epochs')}",
+                "balanced accuracy": evaluation.get("balanced_accuracy"),
+                "val accuracy": r.get("val_accuracy"),
+                "warning": f"⚠ {doubt}" if doubt else "",
+                "train images": r.get("train_images"),
+                "backbone": p.get("backbone", "mobilenet_scratch"),
+                "batch": p.get("batch_size"),
+                "learning rate": p.get("learning_rate"),
+                "limit": p.get("limit"),
+                "time": clock(r.get("elapsed_s")) if r.get("elapsed_s") else "",
+                "error": r.get("error") or "",
+            }
+        )
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            # numbers, not bars: a model that always answers the majority class reads 62.7% and must not look good
+            "balanced accuracy": st.column_config.NumberColumn(
+                "balanced accuracy",
+                format="percent",
+                help="the mean of the two classes' recalls: 50% for a model that gives every face the same answer",
+            ),
+            "val accuracy": st.column_config.NumberColumn("val accuracy", format="percent"),
+            "warning": st.column_config.TextColumn("warning", width="medium"),
+            "error": st.column_config.TextColumn("error", width="large"),
+        },
+    )
 
 
 # Curves of several runs side by side: validation accuracy and loss per epoch.
@@ -294,28 +398,48 @@ def compare(all_runs: list[dict]):
             if r.get("kind") == "epoch" and not r.get("partial"):
                 for m in ("accuracy", "loss"):
                     if f"val_{m}" in r:
-                        rows.append({"run": run_id, "epoch": r["epoch"], "metric": m, "split": "validation",
-                                     "value": r[f"val_{m}"]})
+                        rows.append(
+                            {
+                                "run": run_id,
+                                "epoch": r["epoch"],
+                                "metric": m,
+                                "split": "validation",
+                                "value": r[f"val_{m}"],
+                            }
+                        )
                     if with_train:
-                        rows.append({"run": run_id, "epoch": r["epoch"], "metric": m, "split": "train",
-                                     "value": r.get(m)})
+                        rows.append(
+                            {"run": run_id, "epoch": r["epoch"], "metric": m, "split": "train", "value": r.get(m)}
+                        )
     if not rows:
         st.caption("No finished epochs in these runs.")
         return
     frame = pd.DataFrame(rows)
     left, right = st.columns(2)
     for col, metric in ((left, "accuracy"), (right, "loss")):
-        col.altair_chart(alt.Chart(frame[frame["metric"] == metric], title=f"Validation {metric} per epoch")
-                         .mark_line(point=True).encode(
-                             x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d")),
-                             y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False),
-                                     axis=alt.Axis(format=".0%" if metric == "accuracy" else ".3f")),
-                             # a categorical palette: the default for few runs is two close blues
-                             color=alt.Color("run:N", scale=alt.Scale(scheme="tableau10"),
-                                             legend=alt.Legend(orient="bottom", title=None, columns=2)),
-                             strokeDash=alt.StrokeDash("split:N", sort=["validation", "train"], legend=None),
-                             tooltip=["run", "split", "epoch", alt.Tooltip("value:Q", format=".4f")])
-                         .properties(height=340), width="stretch")
+        col.altair_chart(
+            alt.Chart(frame[frame["metric"] == metric], title=f"Validation {metric} per epoch")
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d")),
+                y=alt.Y(
+                    "value:Q",
+                    title=None,
+                    scale=alt.Scale(zero=False),
+                    axis=alt.Axis(format=".0%" if metric == "accuracy" else ".3f"),
+                ),
+                # a categorical palette: the default for few runs is two close blues
+                color=alt.Color(
+                    "run:N",
+                    scale=alt.Scale(scheme="tableau10"),
+                    legend=alt.Legend(orient="bottom", title=None, columns=2),
+                ),
+                strokeDash=alt.StrokeDash("split:N", sort=["validation", "train"], legend=None),
+                tooltip=["run", "split", "epoch", alt.Tooltip("value:Q", format=".4f")],
+            )
+            .properties(height=340),
+            width="stretch",
+        )
 
 
 # One run's settings, evaluation and error; a finished run can become the active model.
@@ -328,8 +452,10 @@ def run_details(all_runs: list[dict]):
     run_id = st.selectbox("Run", ids, key="detail_run")
     run_dir = Path(by_id[run_id]["path"])
     r = runs.status(run_dir)  # read again: the list may be seconds old
-    st.markdown(f"Run {run_id}: **{r['state']}**" + (f" · epoch {r.get('completed_epochs') or 0}/{r['epochs']}"
-                                                      if r.get("epochs") else ""))
+    st.markdown(
+        f"Run {run_id}: **{r['state']}**"
+        + (f" · epoch {r.get('completed_epochs') or 0}/{r['epochs']}" if r.get("epochs") else "")
+    )
     left, right = st.columns(2)
     left.markdown("**Settings**")
     settings = pd.Series({k: str(v) for k, v in runs.params(run_dir).items()}, name="value")
@@ -339,31 +465,47 @@ def run_details(all_runs: list[dict]):
     if evaluation:
         right.markdown("**Validation**")
         a, b = right.columns(2)
-        a.metric("Balanced accuracy", f"{evaluation.get('balanced_accuracy', 0):.1%}",
-                 help="the mean of the two classes' recalls: 50% for a model that gives every face the same answer")
+        a.metric(
+            "Balanced accuracy",
+            f"{evaluation.get('balanced_accuracy', 0):.1%}",
+            help="the mean of the two classes' recalls: 50% for a model that gives every face the same answer",
+        )
         b.metric("Accuracy", f"{evaluation['accuracy']:.1%}", help=f"{evaluation.get('n')} images")
         if evaluation.get("confusion_matrix"):
-            right.dataframe(pd.DataFrame(evaluation["confusion_matrix"],
-                                         index=[f"true {c}" for c in config.CLASS_NAMES],
-                                         columns=[f"predicted {c}" for c in config.CLASS_NAMES]), width="stretch")
+            right.dataframe(
+                pd.DataFrame(
+                    evaluation["confusion_matrix"],
+                    index=[f"true {c}" for c in config.CLASS_NAMES],
+                    columns=[f"predicted {c}" for c in config.CLASS_NAMES],
+                ),
+                width="stretch",
+            )
     if doubt:
-        st.warning(f"**This model does not tell the classes apart**: {doubt}. Its accuracy only repeats the "
-                   "share of the majority class.", icon=":material/warning:")
+        st.warning(
+            f"**This model does not tell the classes apart**: {doubt}. Its accuracy only repeats the "
+            "share of the majority class.",
+            icon=":material/warning:",
+        )
     if r.get("error"):
         st.error(r["error"])
     if r.get("has_model") and r["state"] in ("done", "cancelled"):
-        anyway = doubt and st.checkbox("Promote it anyway: I know it answers (almost) the same for every face",
-                                       key="promote_anyway")
-        if st.button("Make this the active model", icon=":material/publish:", key="promote",
-                     disabled=bool(doubt) and not anyway,
-                     help=f"Copies its model.keras to {config.DEFAULT_MODEL} and writes a model card; "
-                          "the current active model is kept as the previous one."
-                          + (" Tick the box above first: this model does not tell the classes apart." if doubt
-                             else "")):
+        anyway = doubt and st.checkbox(
+            "Promote it anyway: I know it answers (almost) the same for every face", key="promote_anyway"
+        )
+        if st.button(
+            "Make this the active model",
+            icon=":material/publish:",
+            key="promote",
+            disabled=bool(doubt) and not anyway,
+            help=f"Copies its model.keras to {config.DEFAULT_MODEL} and writes a model card; "
+            "the current active model is kept as the previous one."
+            + (" Tick the box above first: this model does not tell the classes apart." if doubt else ""),
+        ):
             try:
                 models.promote(run_dir, force=bool(anyway))
-                with st.spinner("Measuring the new model for its card (the validation split, as the command line "
-                                "does)..."):
+                with st.spinner(
+                    "Measuring the new model for its card (the validation split, as the command line does)..."
+                ):
                     try:
                         models.measure_card()
                     except Exception as exc:  # promoted all the same: the card keeps the run's own figures
@@ -387,9 +529,20 @@ def model_shelf():
     if not shelf:
         st.caption(f"No models in `{config.MODELS_DIR}` yet: promote a finished run above.")
         return
-    st.dataframe(pd.DataFrame([{"file": m["name"], "card": models.card_summary(m["card"]),
-                                "size (MB)": round((m["bytes"] or 0) / 1e6, 1)} for m in shelf]),
-                 hide_index=True, width="stretch")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "file": m["name"],
+                    "card": models.card_summary(m["card"]),
+                    "size (MB)": round((m["bytes"] or 0) / 1e6, 1),
+                }
+                for m in shelf
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
     if msg := st.session_state.pop("rollback_message", None):
         st.success(msg, icon=":material/undo:")
     if models.previous_model().exists():
@@ -401,19 +554,23 @@ def model_shelf():
 # cannot swap back unseen.
 def rollback_form(shelf: list[dict]):
     active, previous = shelf[0], next(m for m in shelf if Path(m["path"]) == models.previous_model())
-    st.markdown(f"**Roll back** swaps the two: the previous model (`{previous['name']}`: "
-                f"{models.card_summary(previous['card'])}) becomes the active one, and the active model "
-                f"(`{active['name']}`: {models.card_summary(active['card'])}) becomes the previous one. "
-                "Rolling back again swaps them back.")
+    st.markdown(
+        f"**Roll back** swaps the two: the previous model (`{previous['name']}`: "
+        f"{models.card_summary(previous['card'])}) becomes the active one, and the active model "
+        f"(`{active['name']}`: {models.card_summary(active['card'])}) becomes the previous one. "
+        "Rolling back again swaps them back."
+    )
     version = models.version()
     sure = st.checkbox("Yes, swap the active and the previous model", key=f"rollback_sure_{version}")
-    if st.button("Roll back to the previous model", icon=":material/undo:", key=f"rollback_{version}",
-                 disabled=not sure):
+    if st.button(
+        "Roll back to the previous model", icon=":material/undo:", key=f"rollback_{version}", disabled=not sure
+    ):
         models.rollback()
         common.model_options.clear()
         st.session_state["rollback_message"] = (
             f"Rolled back: the active model is now the one of {models.card_summary(previous['card'])}; the one of "
-            f"{models.card_summary(active['card'])} is kept as the previous model.")
+            f"{models.card_summary(active['card'])} is kept as the previous model."
+        )
         st.rerun()
 
 

@@ -4,6 +4,7 @@ benchmarks: start it on a free port, wait until it answers, read its memory, sto
     with AppServer(env={"MASKDET_RUNS": "/tmp/runs"}) as server:
         page.goto(server.url + "/classify")
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,13 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 # Debian's chromium, headless, with nothing that calls out to the network (this machine has none)
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -32,8 +38,13 @@ def free_port() -> int:
 class AppServer:
     """The app's server process; `log` holds what it printed (maskdet logs each model load there)."""
 
-    def __init__(self, env: dict | None = None, log: Path | None = None, start_timeout: float = 120,
-                 address: str | None = "127.0.0.1"):
+    def __init__(
+        self,
+        env: dict | None = None,
+        log: Path | None = None,
+        start_timeout: float = 120,
+        address: str | None = "127.0.0.1",
+    ):
         self.env = {**os.environ, **(env or {})}
         self.address = address  # --server.address; None: as the README starts it (.streamlit/config.toml's)
         self._own_log = log is None  # a log of our own making is removed on exit
@@ -47,9 +58,24 @@ class AppServer:
         self.started = time.perf_counter()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-                 *(["--server.address", self.address] if self.address else []), "--server.port", str(self.port)],
-                cwd=PROJECT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                [
+                    sys.executable,
+                    "-m",
+                    "streamlit",
+                    "run",
+                    "streamlit_app.py",
+                    "--server.headless",
+                    "true",
+                    *(["--server.address", self.address] if self.address else []),
+                    "--server.port",
+                    str(self.port),
+                ],
+                cwd=PROJECT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         while not self.healthy():
             if self.proc.poll() is not None or time.perf_counter() - self.started > self.start_timeout:
                 self.stop()

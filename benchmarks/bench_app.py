@@ -3,6 +3,7 @@ in a real browser (Debian chromium + Playwright), on the shipped model. Runs it 
 
     python benchmarks/bench_app.py [--runs 3] [--image PATH]
 """
+
 import argparse
 import os
 import platform
@@ -32,8 +33,9 @@ def main():
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--image", type=Path,
-                    default=next(iter(sorted((config.DATA_DIR / "with_mask").glob("*.jpg"))), None))
+    ap.add_argument(
+        "--image", type=Path, default=next(iter(sorted((config.DATA_DIR / "with_mask").glob("*.jpg"))), None)
+    )
     a = ap.parse_args()
     if a.image is None:
         sys.exit("give --image PATH (a face photo)")

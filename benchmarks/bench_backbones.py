@@ -5,6 +5,7 @@ ms per face through the serving engine (TFLite, face + mirror image) and the fil
     python benchmarks/bench_backbones.py models/maskdet.keras runs/<run-id> [runs/<run-id>/head_model.keras ...]
         [--data ../shared/datasets/facemask-12k] [--scenes ../shared/datasets/face-mask-scenes] [--runs 100]
 """
+
 import argparse
 import json
 import os
@@ -30,8 +31,11 @@ def describe(model_path: Path) -> tuple[str, str]:
         card = runs.read_json(model_path.with_suffix(".card.json"), {}) or {}
         params, status = card.get("parameters") or {}, {"elapsed_s": (card.get("training") or {}).get("elapsed_s")}
     name = params.get("backbone", "mobilenet_scratch")
-    what = (f"{name} a{params.get('alpha')}" if name == "mobilenet_scratch" else
-            f"{name} {params.get('input_size', config.DEFAULT_INPUT_SIZE)} px")
+    what = (
+        f"{name} a{params.get('alpha')}"
+        if name == "mobilenet_scratch"
+        else f"{name} {params.get('input_size', config.DEFAULT_INPUT_SIZE)} px"
+    )
     if model_path.name == "head_model.keras":
         what += f", head only ({params.get('head_epochs')} ep)"
     else:
@@ -51,12 +55,21 @@ def main():
     a = ap.parse_args()
     import tensorflow as tf
 
-    print(f"# {platform.node()} {os.cpu_count()} cores, TF {tf.__version__}, {time.strftime('%Y-%m-%d %H:%M')}; "
-          f"validation: {a.data} leak-free split; scenes: {a.scenes} faces >= 32 px, balanced accuracy at margins "
-          f"{', '.join(f'{m:g}' for m in evaluate.CROSS_SOURCE_MARGINS)} (app: 0.05); one face: median of {a.runs}, "
-          "TFLite engine, face + mirror")
-    header = ["model", "val acc", "val bal", *(f"scenes m{m:g}" for m in evaluate.CROSS_SOURCE_MARGINS),
-              "train time", "ms/face", "MB"]
+    print(
+        f"# {platform.node()} {os.cpu_count()} cores, TF {tf.__version__}, {time.strftime('%Y-%m-%d %H:%M')}; "
+        f"validation: {a.data} leak-free split; scenes: {a.scenes} faces >= 32 px, balanced accuracy at margins "
+        f"{', '.join(f'{m:g}' for m in evaluate.CROSS_SOURCE_MARGINS)} (app: 0.05); one face: median of {a.runs}, "
+        "TFLite engine, face + mirror"
+    )
+    header = [
+        "model",
+        "val acc",
+        "val bal",
+        *(f"scenes m{m:g}" for m in evaluate.CROSS_SOURCE_MARGINS),
+        "train time",
+        "ms/face",
+        "MB",
+    ]
     print(" | ".join(header))
     rows = []
     one = np.random.default_rng(0).integers(0, 256, (1, *config.INPUT_SHAPE)).astype(np.uint8)
@@ -73,14 +86,33 @@ def main():
             clf.probs(one)
             times.append(time.perf_counter() - t)
         what, took = describe(path)
-        row = {"model": what, "path": str(path), "val_accuracy": val["accuracy"],
-               "val_balanced_accuracy": val["balanced_accuracy"], "val_confusion_matrix": val["confusion_matrix"],
-               "scenes_by_margin": xs["by_margin"], "train_time": took, "ms_per_face": 1000 * float(np.median(times)),
-               "mb": path.stat().st_size / 1e6, "engine": clf.engine}
+        row = {
+            "model": what,
+            "path": str(path),
+            "val_accuracy": val["accuracy"],
+            "val_balanced_accuracy": val["balanced_accuracy"],
+            "val_confusion_matrix": val["confusion_matrix"],
+            "scenes_by_margin": xs["by_margin"],
+            "train_time": took,
+            "ms_per_face": 1000 * float(np.median(times)),
+            "mb": path.stat().st_size / 1e6,
+            "engine": clf.engine,
+        }
         rows.append(row)
-        print(" | ".join([what, f"{val['accuracy']:.2%}", f"{val['balanced_accuracy']:.2%}",
-                          *(f"{m['balanced_accuracy']:.1%} {m['confusion_matrix']}" for m in xs["by_margin"].values()),
-                          took, f"{row['ms_per_face']:.2f}", f"{row['mb']:.1f}"]), flush=True)
+        print(
+            " | ".join(
+                [
+                    what,
+                    f"{val['accuracy']:.2%}",
+                    f"{val['balanced_accuracy']:.2%}",
+                    *(f"{m['balanced_accuracy']:.1%} {m['confusion_matrix']}" for m in xs["by_margin"].values()),
+                    took,
+                    f"{row['ms_per_face']:.2f}",
+                    f"{row['mb']:.1f}",
+                ]
+            ),
+            flush=True,
+        )
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1))
 

@@ -11,6 +11,7 @@ Playwright), on the shipped model and the default data set. Each view is measure
 
 --cache: where the scan caches are copied from (default: MASKDET_CACHE or .cache/).
 """
+
 import argparse
 import os
 import platform
@@ -38,8 +39,10 @@ def first_view(browser, cache: Path, page_name: str) -> tuple[float, float]:
             main.get_by_text("Errors (").first.wait_for()
             gallery = main.locator("[data-testid=stImage] img")
             gallery.first.wait_for()
-            page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMain] img')]"
-                                   ".every(i => i.complete && i.naturalWidth > 0)")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-testid=stMain] img')]"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
         else:
             main.locator("[data-testid=stMetric]").filter(has_text="Class balance").wait_for()
             main.locator("[data-testid=stVegaLiteChart]").first.wait_for()
@@ -57,8 +60,10 @@ def main():
     a = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    print(f"# {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}, model {config.DEFAULT_MODEL.name}, data {config.DATA_DIR}")
+    print(
+        f"# {platform.node()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}, model {config.DEFAULT_MODEL.name}, data {config.DATA_DIR}"
+    )
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
         for run in range(1, a.runs + 1):
@@ -68,14 +73,19 @@ def main():
                     for f in a.cache.iterdir():
                         if f.name.startswith(SCAN_CACHES + (CONVERSIONS if converted else ())):
                             shutil.copy(f, cache / f.name)
-                    views = [("Evaluate, cold" + (", model converted" if converted else ""), "evaluate"),
-                             ("Evaluate, restart", "evaluate")]
+                    views = [
+                        ("Evaluate, cold" + (", model converted" if converted else ""), "evaluate"),
+                        ("Evaluate, restart", "evaluate"),
+                    ]
                     if not converted:
                         views.insert(0, ("Dataset, fresh server", "dataset"))
                     for name, view in views:
                         healthy, drawn = first_view(browser, cache, view)
-                        print(f"run {run}: {name:34s} server healthy {healthy:5.1f} s, page drawn {drawn:5.1f} s "
-                              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+                        print(
+                            f"run {run}: {name:34s} server healthy {healthy:5.1f} s, page drawn {drawn:5.1f} s "
+                            f"(load {os.getloadavg()[0]:.1f})",
+                            flush=True,
+                        )
         browser.close()
 
 

@@ -7,6 +7,7 @@ Each scan runs with a fresh MASKDET_CACHE (cold), then again (warm). The precisi
 images grouped together) is written to benchmarks/group_pairs.json if absent; benchmarks/group_sheets.py
 draws it as contact sheets and counts the verdicts kept in that file.
 """
+
 import argparse
 import itertools
 import json
@@ -77,16 +78,24 @@ def main():
     ids_per_group = table[fam.notna()].groupby("group")["path"].apply(lambda s: s.map(family_of).nunique())
     report = health.health(table)
     out = {
-        "images": len(table), "groups": report["near_duplicate_groups"],
+        "images": len(table),
+        "groups": report["near_duplicate_groups"],
         "images_in_groups": report["images_in_near_duplicate_groups"],
         "largest_group": int(table["group_size"].max()),
         "label_conflicts": len(report["label_conflicts"]),
-        "augmented_families": n_fam, "recall": round(r, 4), "families_straddling_split": round(float(straddle), 4),
+        "augmented_families": n_fam,
+        "recall": round(r, 4),
+        "families_straddling_split": round(float(straddle), 4),
         "groups_with_several_augmented_ids": int((ids_per_group > 1).sum()),
-        "val_images": int((table["split"] == "val").sum()), "val_groups": report["val_groups"],
+        "val_images": int((table["split"] == "val").sum()),
+        "val_groups": report["val_groups"],
         "moved_when_10pct_added": round(moved, 4),
-        "scan_s": {"cold": round(t_cold, 1), "warm": round(t_warm, 2), "cold_90pct": round(t_part, 1),
-                   "after_adding_10pct": round(t_grow, 1)},
+        "scan_s": {
+            "cold": round(t_cold, 1),
+            "warm": round(t_warm, 2),
+            "cold_90pct": round(t_part, 1),
+            "after_adding_10pct": round(t_grow, 1),
+        },
         "cpus": os.cpu_count(),
     }
     print(json.dumps(out, indent=1))
@@ -99,9 +108,16 @@ def main():
         members = grouped.groupby("group")["path"].apply(sorted)
         pairs = sorted({tuple(sorted(p)) for g in members for p in itertools.combinations(g, 2)})
         picked = rng.sample(pairs, min(a.sample, len(pairs)))
-        sample_path.write_text(json.dumps(
-            {"data": "facemask-12k", "drawn": "uniformly among all pairs of images grouped together (seed 13)",
-             "pairs": [{"a": rel_of[x], "b": rel_of[y], "verdict": None} for x, y in picked]}, indent=1))
+        sample_path.write_text(
+            json.dumps(
+                {
+                    "data": "facemask-12k",
+                    "drawn": "uniformly among all pairs of images grouped together (seed 13)",
+                    "pairs": [{"a": rel_of[x], "b": rel_of[y], "verdict": None} for x, y in picked],
+                },
+                indent=1,
+            )
+        )
         print(f"wrote {sample_path}: {len(picked)} pairs to judge (benchmarks/group_sheets.py)")
 
 

@@ -4,6 +4,7 @@ includes the mirror image that each face is scored with; model.predict is one im
 
     python benchmarks/bench_infer.py [--model models/maskdet.keras] [--runs 100]
 """
+
 import argparse
 import os
 import platform
@@ -42,9 +43,11 @@ def main():
     rng = np.random.default_rng(0)
     one = rng.integers(0, 256, (1, *config.INPUT_SHAPE)).astype(np.uint8)
     batch = rng.integers(0, 256, (64, *config.INPUT_SHAPE)).astype(np.uint8)
-    print(f"# {a.model} ({clf.model.count_params():,} parameters); {platform.node()} {os.cpu_count()} cores, "
-          f"TF {tf.__version__}, {time.strftime('%Y-%m-%d')}; median of {a.runs} warm calls; "
-          f"load with TFLite engine {load_s:.1f} s ({clf.engine})")
+    print(
+        f"# {a.model} ({clf.model.count_params():,} parameters); {platform.node()} {os.cpu_count()} cores, "
+        f"TF {tf.__version__}, {time.strftime('%Y-%m-%d')}; median of {a.runs} warm calls; "
+        f"load with TFLite engine {load_s:.1f} s ({clf.engine})"
+    )
     ours = median_ms(lambda: clf.probs(one), a.runs)
     keras_one = median_ms(lambda: keras_clf.probs(one), a.runs)
     predict = median_ms(lambda: clf.model.predict(one.astype(np.float32), verbose=0), a.runs)

@@ -11,6 +11,7 @@ faces; each tab also uploads one broken file, which must get its message while t
 With --train (the default) a small training run is started first and the watching tabs follow it on the
 Train page; it is cancelled at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,9 @@ def photo_pool(folder: Path, n: int) -> list[Path]:
     """n photos: real scene photos and face crops when the shared data is there, else drawn faces."""
     from PIL import Image, ImageDraw
 
-    scenes = sorted((SHARED / "face-mask-scenes" / "images").glob("*.jpg"))[:n // 2]
-    crops = sorted((SHARED / "facemask-12k" / "with_mask").glob("*.jpg"))[:n // 4]
-    crops += sorted((SHARED / "facemask-12k" / "without_mask").glob("*.jpg"))[:n // 4]
+    scenes = sorted((SHARED / "face-mask-scenes" / "images").glob("*.jpg"))[: n // 2]
+    crops = sorted((SHARED / "facemask-12k" / "with_mask").glob("*.jpg"))[: n // 4]
+    crops += sorted((SHARED / "facemask-12k" / "without_mask").glob("*.jpg"))[: n // 4]
     pool = [p for pair in zip(scenes, crops) for p in pair]  # scene photos and face crops in turn
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -93,8 +94,10 @@ async def settle(page):
 async def answered(page, name: str, timeout_ms: float) -> str:
     """Wait until the result for upload `name` is on the page: "ok" (a picture captioned with its name)
     or "refused" (an error naming it)."""
-    result = page.locator(f"[data-testid=stMain] [data-testid=stImageCaption]:has-text('{name}'), "
-                          f"[data-testid=stMain] [data-testid=stAlert]:has-text('{name}')").first
+    result = page.locator(
+        f"[data-testid=stMain] [data-testid=stImageCaption]:has-text('{name}'), "
+        f"[data-testid=stMain] [data-testid=stAlert]:has-text('{name}')"
+    ).first
     await result.wait_for(timeout=timeout_ms)
     testid = await result.get_attribute("data-testid")
     return "ok" if testid == "stImageCaption" else "refused"
@@ -175,20 +178,40 @@ async def load(server, a, photos, broken, train_run) -> dict:
         for _ in range(a.rounds):
             stats = {"handled": 0, "errors": [], "latency": [], "watch_views": []}
             stop = asyncio.Event()
-            watchers = [asyncio.create_task(watch_tab(browser, server.url, stats, stop, w, timeout_ms))
-                        for w in range(a.watchers if train_run else 0)]
+            watchers = [
+                asyncio.create_task(watch_tab(browser, server.url, stats, stop, w, timeout_ms))
+                for w in range(a.watchers if train_run else 0)
+            ]
             t = time.perf_counter()
-            await asyncio.gather(*(classify_tab(browser, server.url, photos[(k * a.uploads) % len(photos):][:a.uploads],
-                                                broken, stats, k, timeout_ms) for k in range(a.tabs)))
+            await asyncio.gather(
+                *(
+                    classify_tab(
+                        browser,
+                        server.url,
+                        photos[(k * a.uploads) % len(photos) :][: a.uploads],
+                        broken,
+                        stats,
+                        k,
+                        timeout_ms,
+                    )
+                    for k in range(a.tabs)
+                )
+            )
             stop.set()
             await asyncio.gather(*watchers)
             lat = sorted(stats["latency"])
-            report["rounds"].append({
-                "requests": a.tabs * (a.uploads + 1), "handled": stats["handled"], "errors": stats["errors"],
-                "wall_s": time.perf_counter() - t,
-                "latency_median_s": lat[len(lat) // 2] if lat else None,
-                "latency_p95_s": lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else None,
-                "watch_views": stats["watch_views"], "rss_after_mb": server.rss_mb()})
+            report["rounds"].append(
+                {
+                    "requests": a.tabs * (a.uploads + 1),
+                    "handled": stats["handled"],
+                    "errors": stats["errors"],
+                    "wall_s": time.perf_counter() - t,
+                    "latency_median_s": lat[len(lat) // 2] if lat else None,
+                    "latency_p95_s": lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else None,
+                    "watch_views": stats["watch_views"],
+                    "rss_after_mb": server.rss_mb(),
+                }
+            )
         await browser.close()
     return report
 
@@ -219,26 +242,57 @@ def main():
     try:
         if a.train:  # a small, long run to watch; niced so it takes the cores the server leaves
             proc = subprocess.run(
-                [sys.executable, "-m", "maskdet", "train", "--data", str(data_dir), "--limit", "200", "--alpha",
-                 "0.25", "--epochs", "500", "--batch-size", "16", "--runs-dir", str(runs_dir), "--background"],
-                cwd=PROJECT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+                [
+                    sys.executable,
+                    "-m",
+                    "maskdet",
+                    "train",
+                    "--data",
+                    str(data_dir),
+                    "--limit",
+                    "200",
+                    "--alpha",
+                    "0.25",
+                    "--epochs",
+                    "500",
+                    "--batch-size",
+                    "16",
+                    "--runs-dir",
+                    str(runs_dir),
+                    "--background",
+                ],
+                cwd=PROJECT,
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             if proc.returncode != 0:
                 sys.exit(f"could not start the training run: {proc.stderr.strip()[-500:]}")
             train_run = Path(proc.stdout.strip().splitlines()[0])
         server.start()
         sampler = MemorySampler(server)
         sampler.start()
-        report = asyncio.run(asyncio.wait_for(load(server, a, photos, broken, train_run),
-                                              timeout=a.timeout * (a.uploads + 2) * a.rounds + 120))
+        report = asyncio.run(
+            asyncio.wait_for(
+                load(server, a, photos, broken, train_run), timeout=a.timeout * (a.uploads + 2) * a.rounds + 120
+            )
+        )
         sampler.running = False
         report.update(
-            machine=f"{platform.node()} {os.cpu_count()} cores", date=time.strftime("%Y-%m-%d %H:%M"),
-            tabs=a.tabs, watchers=a.watchers if train_run else 0, uploads_per_tab=a.uploads + 1,
-            server_healthy_after_s=server.healthy_after, rss_peak_mb=sampler.peak,
+            machine=f"{platform.node()} {os.cpu_count()} cores",
+            date=time.strftime("%Y-%m-%d %H:%M"),
+            tabs=a.tabs,
+            watchers=a.watchers if train_run else 0,
+            uploads_per_tab=a.uploads + 1,
+            server_healthy_after_s=server.healthy_after,
+            rss_peak_mb=sampler.peak,
             model_loads=server.model_loads(),
             model_log=[line.split("maskdet: ", 1)[1] for line in server.log_text().splitlines() if "maskdet: " in line],
-            server_alive=server.proc.poll() is None and server.healthy(), total_s=time.perf_counter() - started,
-            training_run=train_run.name if train_run else None)
+            server_alive=server.proc.poll() is None and server.healthy(),
+            total_s=time.perf_counter() - started,
+            training_run=train_run.name if train_run else None,
+        )
     finally:
         if train_run is not None:
             from maskdet import runs
@@ -253,24 +307,34 @@ def main():
     if a.json:
         print(json.dumps(report))
         return
-    print(f"# load test: {report['machine']}, {report['date']}; {a.tabs} tabs classifying ({a.uploads + 1} uploads "
-          f"each, one broken) and {report['watchers']} tabs watching a live training run, {a.rounds} rounds")
-    print(f"server healthy after {report['server_healthy_after_s']:.1f} s; first tab warmed up in "
-          f"{report['warm_up_s']:.1f} s; model loads in the server: {report['model_loads']}")
+    print(
+        f"# load test: {report['machine']}, {report['date']}; {a.tabs} tabs classifying ({a.uploads + 1} uploads "
+        f"each, one broken) and {report['watchers']} tabs watching a live training run, {a.rounds} rounds"
+    )
+    print(
+        f"server healthy after {report['server_healthy_after_s']:.1f} s; first tab warmed up in "
+        f"{report['warm_up_s']:.1f} s; model loads in the server: {report['model_loads']}"
+    )
     for line in report["model_log"]:
         print(f"  server log: {line}")
-    print(f"{'round':>5} {'requests':>8} {'handled':>8} {'errors':>6} {'wall s':>7} {'median s':>8} {'p95 s':>6} "
-          f"{'RSS after MB':>12}")
+    print(
+        f"{'round':>5} {'requests':>8} {'handled':>8} {'errors':>6} {'wall s':>7} {'median s':>8} {'p95 s':>6} "
+        f"{'RSS after MB':>12}"
+    )
     print(f"{'warm':>5} {'':>8} {'':>8} {'':>6} {'':>7} {'':>8} {'':>6} {report['rss_after_warm_up_mb']:12.0f}")
     for i, r in enumerate(report["rounds"], 1):
-        print(f"{i:5d} {r['requests']:8d} {r['handled']:8d} {len(r['errors']):6d} {r['wall_s']:7.1f} "
-              f"{r['latency_median_s'] or float('nan'):8.2f} {r['latency_p95_s'] or float('nan'):6.2f} "
-              f"{r['rss_after_mb']:12.0f}")
+        print(
+            f"{i:5d} {r['requests']:8d} {r['handled']:8d} {len(r['errors']):6d} {r['wall_s']:7.1f} "
+            f"{r['latency_median_s'] or float('nan'):8.2f} {r['latency_p95_s'] or float('nan'):6.2f} "
+            f"{r['rss_after_mb']:12.0f}"
+        )
         for e in r["errors"]:
             print(f"      error: {e}")
-    print(f"peak RSS {report['rss_peak_mb']:.0f} MB; growth from round 1 to round {a.rounds}: "
-          f"{report['rounds'][-1]['rss_after_mb'] - report['rounds'][0]['rss_after_mb']:+.0f} MB; "
-          f"server still answering: {report['server_alive']}")
+    print(
+        f"peak RSS {report['rss_peak_mb']:.0f} MB; growth from round 1 to round {a.rounds}: "
+        f"{report['rounds'][-1]['rss_after_mb'] - report['rounds'][0]['rss_after_mb']:+.0f} MB; "
+        f"server still answering: {report['server_alive']}"
+    )
 
 
 if __name__ == "__main__":

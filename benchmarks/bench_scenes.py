@@ -5,6 +5,7 @@ setting, and faces/s on crowded photos (all crops of a photo classified as one b
 
     python benchmarks/bench_scenes.py [--model models/maskdet.keras] [--data DIR] [--limit N] [--photos N]
 """
+
 import argparse
 import os
 import platform
@@ -29,6 +30,8 @@ FINDERS = {
     "MTCNN x2 + BlazeFace + tiles + full-range (maskdet)": dict(),
     "MTCNN x1 + BlazeFace + tiles + full-range": dict(mirrored=False),
 }
+
+
 # Which of the boxes a setting reports: name -> rule(Face) -> bool.
 def side(face) -> int:
     return min(face.box[2] - face.box[0], face.box[3] - face.box[1])
@@ -56,11 +59,15 @@ def median_ms(fn, items, warmup=2):
 
 def finder_table(photos, min_side):
     """found and false boxes per photo for every finder setting and rule, on all photos and on each half."""
-    print(f"\nFinding faces on {len(photos)} photos of face-mask-scenes (their own size, mostly 400 px wide); "
-          f"found: annotated with/without-mask faces >= {min_side} px with a box at IoU >= {scenes.MIN_IOU}; "
-          "false: a box on no annotated face (any size or class) at IoU >= 0.3; halves: even and odd file order")
-    print(f"{'finders':52s} {'which boxes':42s} {'found':>6s} {'false':>6s} | {'even':>13s} | {'odd':>13s} | "
-          f"{'ms/photo':>8s}")
+    print(
+        f"\nFinding faces on {len(photos)} photos of face-mask-scenes (their own size, mostly 400 px wide); "
+        f"found: annotated with/without-mask faces >= {min_side} px with a box at IoU >= {scenes.MIN_IOU}; "
+        "false: a box on no annotated face (any size or class) at IoU >= 0.3; halves: even and odd file order"
+    )
+    print(
+        f"{'finders':52s} {'which boxes':42s} {'found':>6s} {'false':>6s} | {'even':>13s} | {'odd':>13s} | "
+        f"{'ms/photo':>8s}"
+    )
     for name, kw in FINDERS.items():
         faces.find_faces(photos[0][1], doubtful=True, **kw)
         found_by_photo, times = [], []
@@ -82,8 +89,11 @@ def finder_table(photos, min_side):
                             n, hit = n + 1, hit + (i in matched)
                 cells.append((hit / n, false / len(photos[part])))
             (f, b), (fe, be), (fo, bo) = cells
-            print(f"{name:52s} {rule_name:42s} {f:6.1%} {b:6.2f} | {fe:6.1%} {be:6.2f} | {fo:6.1%} {bo:6.2f} | "
-                  f"{1000 * np.median(times):8.1f}", flush=True)
+            print(
+                f"{name:52s} {rule_name:42s} {f:6.1%} {b:6.2f} | {fe:6.1%} {be:6.2f} | {fo:6.1%} {bo:6.2f} | "
+                f"{1000 * np.median(times):8.1f}",
+                flush=True,
+            )
 
 
 def main():
@@ -96,19 +106,21 @@ def main():
     a = ap.parse_args()
     import tensorflow as tf
 
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
-          f"load average before: {os.getloadavg()[0]:.1f}")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
+        f"load average before: {os.getloadavg()[0]:.1f}"
+    )
     all_scenes = scenes.read_scenes(a.data, a.limit)
     photos = [(s, images.open_image(s.image)) for s in all_scenes]
     finder_table(photos, a.min_side)
 
     clf = infer.Classifier.load(a.model, lite="convert")  # as the app serves it, once its warm-up is done
-    sized = [image.resize((640, 480)) for _, image in photos[:a.photos]]
+    sized = [image.resize((640, 480)) for _, image in photos[: a.photos]]
     # every photo goes through each contender in turn, so a busy spell on the machine hits all alike
-    contenders = {"find + classify (infer.classify_photo, scene mode)":
-                  lambda im: infer.classify_photo(clf, im, mode="scene"),
-                  **{f"find only, {name}": (lambda im, kw=kw: faces.find_faces(im, **kw))
-                     for name, kw in FINDERS.items()}}
+    contenders = {
+        "find + classify (infer.classify_photo, scene mode)": lambda im: infer.classify_photo(clf, im, mode="scene"),
+        **{f"find only, {name}": (lambda im, kw=kw: faces.find_faces(im, **kw)) for name, kw in FINDERS.items()},
+    }
     times = {name: [] for name in contenders}
     for rep, image in enumerate([sized[0], *sized]):
         for name, run in contenders.items():
@@ -116,8 +128,10 @@ def main():
             run(image)
             if rep:  # the first photo warms up
                 times[name].append(time.perf_counter() - t)
-    print(f"\nOne 640x480 photo (median over {len(sized)} real scenes stretched to 640x480), model {a.model.name} "
-          f"({clf.engine}):")
+    print(
+        f"\nOne 640x480 photo (median over {len(sized)} real scenes stretched to 640x480), model {a.model.name} "
+        f"({clf.engine}):"
+    )
     for name, t in times.items():
         print(f"  {name}: {1000 * np.median(t):.1f} ms")
 
@@ -135,10 +149,14 @@ def main():
                 per_photo.append(np.stack([images.to_array(c) for c in faces.face_crops(image, boxes)]))
         batched = sum(median_ms(clf.probs, [p] * 5) for p in per_photo) / n_faces
         alone = sum(median_ms(lambda px: [clf.probs(one[None]) for one in px], [p] * 3) for p in per_photo) / n_faces
-        print(f"\nCrowded photos ({len(crowded)} with 10+ annotated faces, their own size): {n_faces} faces found, "
-              f"{n_faces / seconds:.0f} faces/s for find + classify ({1000 * seconds / len(crowded):.0f} ms a photo)")
-        print(f"  classifying the crops: {batched:.2f} ms a face with each photo's crops as one batch, "
-              f"{alone:.2f} ms a face one crop at a time")
+        print(
+            f"\nCrowded photos ({len(crowded)} with 10+ annotated faces, their own size): {n_faces} faces found, "
+            f"{n_faces / seconds:.0f} faces/s for find + classify ({1000 * seconds / len(crowded):.0f} ms a photo)"
+        )
+        print(
+            f"  classifying the crops: {batched:.2f} ms a face with each photo's crops as one batch, "
+            f"{alone:.2f} ms a face one crop at a time"
+        )
     print(f"\nload average after: {os.getloadavg()[0]:.1f} (other work on the machine slows every figure alike)")
 
 

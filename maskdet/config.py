@@ -1,4 +1,5 @@
 """The few constants maskdet lives by: image size, class names, the default threshold, default folders."""
+
 import os
 from pathlib import Path
 

@@ -4,6 +4,7 @@ A dataset is any folder with one sub-folder per class (names matched loosely, se
 config.CLASS_ALIASES), possibly nested (Kaggle's download) or split into
 Train/Validation/Test folders: every folder whose name is a class alias counts.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,6 +27,7 @@ class DatasetError(ValueError):
 
 
 # ---------------------------------------------------------------- folders
+
 
 def _norm(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", name.lower())
@@ -66,7 +68,8 @@ def find_class_folders(root: str | Path) -> dict[str, list[Path]]:
         names = ", ".join(sorted(set(seen_dirs))[:8]) or "none"
         raise DatasetError(
             f"{root}: no class folders found (sub-folders seen: {names}). Expected one folder per class, "
-            f"named like {' / '.join(config.CLASS_NAMES)}.")
+            f"named like {' / '.join(config.CLASS_NAMES)}."
+        )
     return found
 
 
@@ -89,11 +92,22 @@ def list_files(root: str | Path) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- scanning
 
+
 def _scan_file(path: str) -> dict:
     """One file of the class folders: identified by its header, and only an image is read whole. A file
     not used says why in `skipped` (one of SKIP_REASONS) and `error`."""
-    row = {"width": np.nan, "height": np.nan, "format": None, "mode": None, "sharpness": np.nan,
-           "hash": None, "error": None, "signature": None, "skipped": None, "keypoints": None}
+    row = {
+        "width": np.nan,
+        "height": np.nan,
+        "format": None,
+        "mode": None,
+        "sharpness": np.nan,
+        "hash": None,
+        "error": None,
+        "signature": None,
+        "skipped": None,
+        "keypoints": None,
+    }
     try:
         if Path(path).name.startswith("."):
             raise ImageError("hidden file (its name starts with a dot); not read", "hidden file")
@@ -120,8 +134,9 @@ def _cache_file(root: Path) -> Path:
     return config.CACHE_DIR / f"scan-v{SCAN_CACHE_VERSION}-{key}.pkl"
 
 
-def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
-         use_cache: bool = True, progress=None) -> pd.DataFrame:
+def scan(
+    root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION, use_cache: bool = True, progress=None
+) -> pd.DataFrame:
     """A dataset folder -> one table, a row per file in its class folders (images told by content).
 
     Columns: path, label, width, height, bytes, format, mode, sharpness, hash, error, skipped,
@@ -141,7 +156,7 @@ def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
     # The caches name files from the resolved root, so a folder given as `../shared/x`, `/work/shared/x` or
     # through a link finds what any of the others read (else a CLI run after the app re-read every image).
     given, resolved_root = str(root), str(root.resolve())
-    names = table["path"].map(lambda p: resolved_root + p[len(given):] if p.startswith(given) else os.path.realpath(p))
+    names = table["path"].map(lambda p: resolved_root + p[len(given) :] if p.startswith(given) else os.path.realpath(p))
     keys = list(zip(names, table["bytes"], table["mtime"]))
 
     cache_path = _cache_file(root)
@@ -170,8 +185,14 @@ def scan(root: str | Path, val_fraction: float = config.DEFAULT_VAL_FRACTION,
         files.save_pickle_atomic(cache_path, table.assign(path=names))
     if progress:
         progress(0, 1, "checking look-alike pairs")
-    table = _cached_groups(table, names, root, new_keypoints, use_cache,
-                           progress and (lambda d, t: progress(d, t, "checking look-alike pairs")))
+    table = _cached_groups(
+        table,
+        names,
+        root,
+        new_keypoints,
+        use_cache,
+        progress and (lambda d, t: progress(d, t, "checking look-alike pairs")),
+    )
     table["split"] = groups.split_of_groups(table["split_unit"], val_fraction)
     table.loc[table["error"].notna(), "split"] = None
     return table.drop(columns=["mtime"])
@@ -186,14 +207,16 @@ def _size_and_time(path: str) -> tuple[int, int]:
     return s.st_size, s.st_mtime_ns
 
 
-def _cached_groups(table: pd.DataFrame, names: pd.Series, root: Path, new_keypoints: dict, use_cache: bool,
-                   progress=None) -> pd.DataFrame:
+def _cached_groups(
+    table: pd.DataFrame, names: pd.Series, root: Path, new_keypoints: dict, use_cache: bool, progress=None
+) -> pd.DataFrame:
     """groups.group_images over the readable rows, remembered on disk by the files' names (from the resolved
     root) and contents. Keypoints live in a cache of their own (bulky; read only when the groups must be
     worked out)."""
     ok = table["error"].isna().to_numpy()
-    key = hashlib.sha1(groups._PARAMS.encode()
-                       + "|".join(names + ":" + table["hash"].fillna("-")).encode()).hexdigest()[:20]
+    key = hashlib.sha1(
+        groups._PARAMS.encode() + "|".join(names + ":" + table["hash"].fillna("-")).encode()
+    ).hexdigest()[:20]
     path = config.CACHE_DIR / f"groups-{key}.pkl"
     names = units = None
     if use_cache and path.exists():
@@ -221,8 +244,12 @@ def _cached_groups(table: pd.DataFrame, names: pd.Series, root: Path, new_keypoi
         names, units = np.full(len(table), None, dtype=object), np.full(len(table), None, dtype=object)
         if len(good):
             names[ok], units[ok] = groups.group_images(
-                good["hash"].tolist(), np.stack(good["signature"].to_numpy()), keypoints_of,
-                use_cache=use_cache, progress=progress)
+                good["hash"].tolist(),
+                np.stack(good["signature"].to_numpy()),
+                keypoints_of,
+                use_cache=use_cache,
+                progress=progress,
+            )
         if use_cache:
             config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
             files.save_pickle_atomic(path, (names, units))
@@ -237,13 +264,16 @@ def _cached_groups(table: pd.DataFrame, names: pd.Series, root: Path, new_keypoi
 
 
 def file_counts(table: pd.DataFrame) -> dict:
-    """"N of M": every file of the class folders (`files`), the images used (`readable`) and the
+    """ "N of M": every file of the class folders (`files`), the images used (`readable`) and the
     files not used by reason (`skipped`, most first)."""
     reasons = table.reindex(columns=["skipped"]).loc[table["error"].notna(), "skipped"].fillna("unreadable")
     counts = reasons.value_counts()
     order = sorted(counts.index, key=lambda r: (-counts[r], SKIP_REASONS.index(r) if r in SKIP_REASONS else 99, r))
-    return {"files": int(len(table)), "readable": int(table["error"].isna().sum()),
-            "skipped": {str(r): int(counts[r]) for r in order}}
+    return {
+        "files": int(len(table)),
+        "readable": int(table["error"].isna().sum()),
+        "skipped": {str(r): int(counts[r]) for r in order},
+    }
 
 
 def fingerprint(table: pd.DataFrame, root: str | Path | None = None) -> str:
@@ -255,8 +285,9 @@ def fingerprint(table: pd.DataFrame, root: str | Path | None = None) -> str:
     names = good["path"].astype(str)
     if root is not None:
         prefix = str(Path(root).expanduser()).rstrip(os.sep) + os.sep  # scan's paths start with the root given
-        names = names.map(lambda p: (p[len(prefix):] if p.startswith(prefix) else os.path.relpath(p, prefix))
-                          .replace(os.sep, "/"))
+        names = names.map(
+            lambda p: (p[len(prefix) :] if p.startswith(prefix) else os.path.relpath(p, prefix)).replace(os.sep, "/")
+        )
     lines = sorted(n + "\t" + h for n, h in zip(names, good["hash"].astype(str)))
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
@@ -272,13 +303,17 @@ def check_trainable(table: pd.DataFrame) -> None:
     counts = good["label"].value_counts()
     missing = [c for c in config.CLASS_NAMES if counts.get(c, 0) == 0]
     if missing:
-        raise DatasetError(f"cannot train: no readable images of class {', '.join(missing)} "
-                           f"(found {', '.join(f'{k}: {v}' for k, v in counts.items()) or 'none'})")
+        raise DatasetError(
+            f"cannot train: no readable images of class {', '.join(missing)} "
+            f"(found {', '.join(f'{k}: {v}' for k, v in counts.items()) or 'none'})"
+        )
     for split in ("train", "val"):
         part = good[good["split"] == split]["label"].value_counts()
         if any(part.get(c, 0) == 0 for c in config.CLASS_NAMES):
-            raise DatasetError(f"cannot train: the {split} split lacks a class; add images "
-                               f"(each class needs at least a few distinct images)")
+            raise DatasetError(
+                f"cannot train: the {split} split lacks a class; add images "
+                f"(each class needs at least a few distinct images)"
+            )
 
 
 def balanced_sample(table: pd.DataFrame, limit: int, seed: int = 0) -> pd.DataFrame:

@@ -1,4 +1,5 @@
 """A model x a split -> predictions, confusion matrix, metrics, curves, the table of errors."""
+
 from __future__ import annotations
 
 import hashlib
@@ -58,8 +59,15 @@ def curves(y_true, p_mask) -> pd.DataFrame:
     for t in thresholds:
         pred = p >= t
         tp, fp = int((pred & (y_true == 1)).sum()), int((pred & (y_true == 0)).sum())
-        rows.append({"threshold": float(min(t, 1.0)), "tpr": tp / pos, "fpr": fp / neg,
-                     "precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / pos})
+        rows.append(
+            {
+                "threshold": float(min(t, 1.0)),
+                "tpr": tp / pos,
+                "fpr": fp / neg,
+                "precision": tp / (tp + fp) if tp + fp else 1.0,
+                "recall": tp / pos,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -75,6 +83,7 @@ def curve_view(points: pd.DataFrame) -> dict:
     rate from just under the share found with no false positive. Precision-recall: recall from just under
     the point where precision drops below 99%, precision from just under its value at 99% recall.
     Each view keeps at least 0.1 of each axis and never leaves [0, 1]."""
+
     def knee(frame, col, at):  # the first row (in curves' threshold order) where col reaches `at`
         hit = frame[frame[col] >= at]
         return hit.iloc[0] if len(hit) else frame.iloc[-1]
@@ -85,8 +94,10 @@ def curve_view(points: pd.DataFrame) -> dict:
     sharp = points[points["precision"] < 0.99]
     recall_drop = float(sharp["recall"].min()) if len(sharp) else 1.0
     precision_at_knee = float(knee(points, "recall", 0.99)["precision"])
-    pr = {"x": [max(0.0, min(0.9, _floor(recall_drop) - 0.05)), 1.0],
-          "y": [max(0.0, min(0.9, _floor(precision_at_knee) - 0.05)), 1.0]}
+    pr = {
+        "x": [max(0.0, min(0.9, _floor(recall_drop) - 0.05)), 1.0],
+        "y": [max(0.0, min(0.9, _floor(precision_at_knee) - 0.05)), 1.0],
+    }
     return {"roc": roc, "pr": pr}
 
 
@@ -100,7 +111,7 @@ def predict_table(classifier, table: pd.DataFrame, progress=None) -> pd.DataFram
     pixels = pipeline.load_pixels(good, progress=progress and (lambda done, total: progress(done, total, "reading")))
     p = np.zeros(len(good), np.float32)
     for start in range(0, len(good), CLASSIFY_CHUNK):
-        p[start:start + CLASSIFY_CHUNK] = classifier.probs(pixels[start:start + CLASSIFY_CHUNK])
+        p[start : start + CLASSIFY_CHUNK] = classifier.probs(pixels[start : start + CLASSIFY_CHUNK])
         if progress:
             progress(min(start + CLASSIFY_CHUNK, len(good)), len(good), "classifying")
     return _with_predictions(good, p, classifier.threshold)
@@ -120,13 +131,16 @@ def predictions_file(model_path, table: pd.DataFrame) -> Path:
     """Where the predictions of a model file on a table's readable rows are stored: named by the model file's
     content and the rows' files and contents (dataset.fingerprint), so neither a promotion, a retrained model
     nor a changed image can meet stale predictions."""
-    key = hashlib.sha256(f"{PREDICTIONS_VERSION}|{config.IMAGE_SIZE}|{runs.sha256_of(Path(model_path))}|"
-                         f"{dataset.fingerprint(table)}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(
+        f"{PREDICTIONS_VERSION}|{config.IMAGE_SIZE}|{runs.sha256_of(Path(model_path))}|"
+        f"{dataset.fingerprint(table)}".encode()
+    ).hexdigest()[:24]
     return config.CACHE_DIR / f"predictions-{key}.pkl"
 
 
-def stored_predictions(model_path, table: pd.DataFrame, load_classifier, progress=None,
-                       threshold: float = config.DEFAULT_THRESHOLD) -> pd.DataFrame:
+def stored_predictions(
+    model_path, table: pd.DataFrame, load_classifier, progress=None, threshold: float = config.DEFAULT_THRESHOLD
+) -> pd.DataFrame:
     """predict_table() of a model file, kept on disk (predictions_file()): after a restart the P(mask) of each
     image is read back in a moment instead of the model being loaded and run again. `load_classifier()` is
     called only when the predictions must be computed."""
@@ -172,8 +186,10 @@ def families(predictions: pd.DataFrame, threshold: float = config.DEFAULT_THRESH
     the errors really are."""
     if "group" not in predictions or predictions.empty:
         return {"families": None, "families_with_errors": None}
-    return {"families": int(family_of(predictions).nunique()),
-            "families_with_errors": int(family_of(errors(predictions, threshold)).nunique())}
+    return {
+        "families": int(family_of(predictions).nunique()),
+        "families_with_errors": int(family_of(errors(predictions, threshold)).nunique()),
+    }
 
 
 def evaluate(classifier, data_dir, split: str = "val", val_fraction: float = config.DEFAULT_VAL_FRACTION):
@@ -213,7 +229,8 @@ def cross_source(classifier, scenes_dir, min_side: int = config.MIN_FACE_SIDE, m
             result.update(m)
         if margin in margins:
             result.setdefault("by_margin", {})[f"{margin:g}"] = {
-                k: m[k] for k in ("n", "accuracy", "balanced_accuracy", "confusion_matrix", "roc_auc")}
+                k: m[k] for k in ("n", "accuracy", "balanced_accuracy", "confusion_matrix", "roc_auc")
+            }
     result["min_side"] = min_side
     result["margin"] = faces.FACE_MARGIN
     return result

@@ -1,4 +1,5 @@
 """Exporting a model for serving elsewhere: TFLite, a TensorFlow SavedModel or ONNX."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,8 +31,9 @@ def to_onnx(model) -> bytes:
     try:
         import tf2onnx
     except ImportError as exc:
-        raise ModuleNotFoundError(f"ONNX export needs tf2onnx and onnx ({exc}): "
-                                  "pip install -r requirements.txt") from None
+        raise ModuleNotFoundError(
+            f"ONNX export needs tf2onnx and onnx ({exc}): pip install -r requirements.txt"
+        ) from None
 
     spec = (tf.TensorSpec([None, *config.INPUT_SHAPE], tf.float32, name=ONNX_INPUT),)
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)  # its INFO lines, where a caller's logging shows INFO
@@ -40,10 +42,12 @@ def to_onnx(model) -> bytes:
     for node in proto.graph.node:
         node.output[:] = [ONNX_OUTPUT if name == output.name else name for name in node.output]
     output.name = ONNX_OUTPUT
-    proto.doc_string = (f"maskdet face-mask classifier. Input {ONNX_INPUT!r}: float32 (N, {config.IMAGE_SIZE[0]}, "
-                        f"{config.IMAGE_SIZE[1]}, 3), raw 0-255 RGB face crops (preprocessing is inside the "
-                        f"model). Output {ONNX_OUTPUT!r}: (N, 1), P({config.POSITIVE_CLASS}). maskdet scores a face "
-                        "with a from-scratch backbone as the mean of this output for the face and its mirror image.")
+    proto.doc_string = (
+        f"maskdet face-mask classifier. Input {ONNX_INPUT!r}: float32 (N, {config.IMAGE_SIZE[0]}, "
+        f"{config.IMAGE_SIZE[1]}, 3), raw 0-255 RGB face crops (preprocessing is inside the "
+        f"model). Output {ONNX_OUTPUT!r}: (N, 1), P({config.POSITIVE_CLASS}). maskdet scores a face "
+        "with a from-scratch backbone as the mean of this output for the face and its mirror image."
+    )
     return proto.SerializeToString()
 
 

@@ -8,6 +8,7 @@ are. A box is a face when two finders agree or one is sure, and it is at least M
 (smaller ones need all three finders); the others are doubtful: never labelled, only listed when asked.
 Measured on face-mask-scenes, each half apart: docs/scenes.md (`python benchmarks/bench_scenes.py`).
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -79,8 +80,15 @@ class _Candidate:
     mtcnn_pass: int | None = None
 
 
-def find_faces(image: Image.Image, max_side: int = FIND_MAX_SIDE, mirrored: bool = True, blaze: bool = True,
-               tiles: bool = True, full_range: bool = True, doubtful: bool = False) -> list[Face]:
+def find_faces(
+    image: Image.Image,
+    max_side: int = FIND_MAX_SIDE,
+    mirrored: bool = True,
+    blaze: bool = True,
+    tiles: bool = True,
+    full_range: bool = True,
+    doubtful: bool = False,
+) -> list[Face]:
     """The faces in an RGB photo, left to right; boxes are pixels of `image`, whatever size it has.
 
     The finders (all on by default; switched off for speed or comparison): MTCNN on the photo and, with
@@ -90,11 +98,18 @@ def find_faces(image: Image.Image, max_side: int = FIND_MAX_SIDE, mirrored: bool
     (Face.confirmed False): one finder alone and not sure, or too small for the finders that agree.
     """
     scale = min(1.0, max_side / max(image.size))
-    searched = image if scale == 1.0 else image.resize(
-        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
+    searched = (
+        image
+        if scale == 1.0
+        else image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
+        )
+    )
     blaze_finds = _POOL.submit(_blaze_candidates, searched, blaze, tiles, full_range)  # beside MTCNN's Python work
-    candidates = [_Candidate(box, "mtcnn", score, p) for box, _, score, p
-                  in finders.mtcnn_find(np.asarray(searched, dtype=np.float32), mirrored)]
+    candidates = [
+        _Candidate(box, "mtcnn", score, p)
+        for box, _, score, p in finders.mtcnn_find(np.asarray(searched, dtype=np.float32), mirrored)
+    ]
     candidates += blaze_finds.result()
 
     found = []
@@ -116,9 +131,11 @@ def _blaze_candidates(searched: Image.Image, blaze: bool, tiles: bool, full_rang
     candidates = []
     if blaze and (back := blaze_detector("back")) is not None:
         for x0, y0, tile in _tiles(searched) if tiles else [(0, 0, searched)]:
-            candidates += [_Candidate((b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), "blaze", s)
-                           for b, _, s in back(tile, min_score=AGREE["blaze"])
-                           if tile is searched or _whole_in_tile(b, tile.size, (x0, y0), searched.size)]
+            candidates += [
+                _Candidate((b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), "blaze", s)
+                for b, _, s in back(tile, min_score=AGREE["blaze"])
+                if tile is searched or _whole_in_tile(b, tile.size, (x0, y0), searched.size)
+            ]
     if full_range and (full := blaze_detector("full")) is not None:
         candidates += [_Candidate(b, "full", s) for b, _, s in full(searched, min_score=AGREE["full"])]
     return candidates
@@ -143,8 +160,12 @@ def _whole_in_tile(box, tile_size, offset, photo_size) -> bool:
     (w, h), (x0, y0), (pw, ph) = tile_size, offset, photo_size
     if max(box[2] - box[0], box[3] - box[1]) > TILE_FACE_MAX * min(w, h):
         return False
-    return not ((x0 > 0 and box[0] <= 1) or (y0 > 0 and box[1] <= 1)
-                or (x0 + w < pw and box[2] >= w - 1) or (y0 + h < ph and box[3] >= h - 1))
+    return not (
+        (x0 > 0 and box[0] <= 1)
+        or (y0 > 0 and box[1] <= 1)
+        or (x0 + w < pw and box[2] >= w - 1)
+        or (y0 + h < ph and box[3] >= h - 1)
+    )
 
 
 def _merge(candidates: list[_Candidate]) -> list[list[_Candidate]]:

@@ -1,5 +1,6 @@
 """Writing a file so that a reader sees the old file or the new one, never half of one: written aside
 under a hidden name beside it, then renamed into place (a rename within a folder is atomic)."""
+
 from __future__ import annotations
 
 import contextlib

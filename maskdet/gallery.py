@@ -1,4 +1,5 @@
 """Pictures for people: small thumbnails of dataset images, face boxes drawn on photos."""
+
 from __future__ import annotations
 
 import io
@@ -110,8 +111,14 @@ def draw_faces(image, faces: list[dict], max_side: int = 1200, numbered: bool = 
         tx0, ty0, tx1, ty1 = d.textbbox((0, 0), text, font=font)
         tw, th = tx1 - tx0 + 2 * line, ty1 - ty0 + 2 * line
         cx = (x0 + x1 - tw) / 2
-        spots = [(x0, y0 - th - 1), (x0, y1 + 1), (x0 - tw - 1, (y0 + y1 - th) / 2), (x1 + 1, (y0 + y1 - th) / 2),
-                 (cx, y0 - 2 * th - 2), (cx, y1 + th + 2)]
+        spots = [
+            (x0, y0 - th - 1),
+            (x0, y1 + 1),
+            (x0 - tw - 1, (y0 + y1 - th) / 2),
+            (x1 + 1, (y0 + y1 - th) / 2),
+            (cx, y0 - 2 * th - 2),
+            (cx, y1 + th + 2),
+        ]
         rect = _place(spots, (tw, th), img.size, taken + boxes)
         taken.append(rect)
         d.rectangle(rect, fill=colour)
@@ -150,5 +157,6 @@ def count_faces(faces: list[dict]) -> str:
     bare = sum(f["label"] == config.CLASS_NAMES[1] for f in labelled)
     unsure = len(labelled) - masked - bare
     n = len(labelled)
-    return (f"{n} face{'s' if n != 1 else ''}: {masked} with mask, {bare} without"
-            + (f", {unsure} uncertain" if unsure else ""))
+    return f"{n} face{'s' if n != 1 else ''}: {masked} with mask, {bare} without" + (
+        f", {unsure} uncertain" if unsure else ""
+    )

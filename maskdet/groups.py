@@ -8,6 +8,7 @@ ORB keypoints and fitting one similarity transform (rotation, scale, shift) with
 and on its mirror image. Different people share colours, never dozens of keypoints in one rigid layout.
 Groups are the connected components of verified pairs, with no size cap.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,11 +35,14 @@ SPLIT_INLIERS = 16
 RANSAC_PX = 3.0  # reprojection error allowed, pixels at FEATURE_SIDE
 SCALE_RANGE = (0.4, 2.5)  # a zoom beyond these is no augmentation of this data
 VERSION = 1  # of the grouping rule: part of every cache key here
-_PARAMS = (f"{VERSION}|{NEIGHBOURS}|{MIN_SIMILARITY}|{FEATURE_SIDE}|{N_FEATURES}|{FAST_THRESHOLD}|{MIN_INLIERS}|"
-           f"{SPLIT_INLIERS}|{RANSAC_PX}|{SCALE_RANGE}")
+_PARAMS = (
+    f"{VERSION}|{NEIGHBOURS}|{MIN_SIMILARITY}|{FEATURE_SIDE}|{N_FEATURES}|{FAST_THRESHOLD}|{MIN_INLIERS}|"
+    f"{SPLIT_INLIERS}|{RANSAC_PX}|{SCALE_RANGE}"
+)
 
 
 # ---------------------------------------------------------------- per image
+
 
 def signature(img: Image.Image) -> np.ndarray:
     """Colour-layout signature that survives the flips, small rotations, shifts and zooms of augmented
@@ -83,6 +87,7 @@ def keypoints(img: Image.Image) -> tuple:
 
 # ---------------------------------------------------------------- pairs
 
+
 def inliers(a: tuple, b: tuple) -> int:
     """How many keypoints of `a` one similarity transform maps onto `b` (or onto b's mirror image): the
     evidence that two images are one photo. Deterministic (RANSAC seeded per pair)."""
@@ -99,7 +104,7 @@ def _padded_words(descriptors: list[np.ndarray], side: int) -> np.ndarray:
     out = np.zeros((len(descriptors), side, 4), np.uint64)
     for i, d in enumerate(descriptors):
         if len(d):
-            out[i, :len(d)] = np.ascontiguousarray(d).view(np.uint64)
+            out[i, : len(d)] = np.ascontiguousarray(d).view(np.uint64)
     return out.transpose(2, 0, 1).copy()
 
 
@@ -146,8 +151,9 @@ def inliers_many(pairs: list[tuple[tuple, tuple]]) -> list[int]:
     if side == 0:
         return out
     wa = _padded_words([a[1] for a, _ in pairs], side)  # (4, P, side)
-    wb = np.concatenate([_padded_words([b[1] for _, b in pairs], side),
-                         _padded_words([b[3] for _, b in pairs], side)], axis=2)  # (4, P, 2 side): b, mirror
+    wb = np.concatenate(
+        [_padded_words([b[1] for _, b in pairs], side), _padded_words([b[3] for _, b in pairs], side)], axis=2
+    )  # (4, P, 2 side): b, mirror
     xor, bits, dist = _workspace((len(pairs), side, 2 * side))
     for k in range(4):
         np.bitwise_xor(wa[k][:, :, None], wb[k][:, None, :], out=xor)
@@ -155,9 +161,9 @@ def inliers_many(pairs: list[tuple[tuple, tuple]]) -> list[int]:
         np.add(dist, bits, out=dist) if k else np.copyto(dist, bits)
     dist = dist.reshape(len(pairs), side, 2, side)
     for p in np.flatnonzero((na < side) | (nb < side).any(axis=1)):  # padding: never anyone's nearest
-        dist[p, na[p]:] = _FAR
-        dist[p, :, 0, nb[p, 0]:] = _FAR
-        dist[p, :, 1, nb[p, 1]:] = _FAR
+        dist[p, na[p] :] = _FAR
+        dist[p, :, 0, nb[p, 0] :] = _FAR
+        dist[p, :, 1, nb[p, 1] :] = _FAR
     nearest_b = dist.argmin(axis=3)  # (P, side, 2): each of a's keypoints' nearest in b (or its mirror)
     nearest_a = dist.argmin(axis=1)  # (P, 2, side): each of b's keypoints' nearest in a
     back = np.take_along_axis(nearest_a, nearest_b.transpose(0, 2, 1), axis=2)  # (P, 2, side)
@@ -176,8 +182,9 @@ def inliers_many(pairs: list[tuple[tuple, tuple]]) -> list[int]:
             q = np.flatnonzero(mutual[p, o])
             t = nearest_b[p, q, o]
             cv2.setRNGSeed(0)
-            M, mask = cv2.estimateAffinePartial2D(pa[q], pb.astype(np.float32)[t], method=cv2.RANSAC,
-                                                  ransacReprojThreshold=RANSAC_PX, maxIters=200)
+            M, mask = cv2.estimateAffinePartial2D(
+                pa[q], pb.astype(np.float32)[t], method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX, maxIters=200
+            )
             count = int(mask.sum()) if M is not None else 0
             if count > best and _scale_in_range(M):
                 best = count
@@ -197,7 +204,7 @@ def candidate_pairs(signatures: np.ndarray, keys: np.ndarray, k: int | None = No
         return np.zeros((0, 2), np.int64)
     pi, pj, sims = [], [], []
     for start in range(0, n, 1024):
-        block = signatures[start:start + 1024] @ signatures.T
+        block = signatures[start : start + 1024] @ signatures.T
         block[np.arange(len(block)), np.arange(start, start + len(block))] = -np.inf
         cols = np.argpartition(-block, k - 1, axis=1)[:, :k]
         rows = np.repeat(np.arange(len(block)), k)
@@ -242,8 +249,9 @@ def _verdict_cache() -> tuple[dict, object]:
         return {}, path
 
 
-def group_images(hashes: list[str], signatures: np.ndarray, features_of, use_cache: bool = True,
-                 progress=None) -> tuple[np.ndarray, np.ndarray]:
+def group_images(
+    hashes: list[str], signatures: np.ndarray, features_of, use_cache: bool = True, progress=None
+) -> tuple[np.ndarray, np.ndarray]:
     """(group, split unit) of each image, each named by the smallest content hash in it, for images given
     by content hash, signature and a `features_of(hash)` callable returning keypoints(). Exact copies (same
     hash) always join; other pairs join a group with MIN_INLIERS, a split unit (groups linked by weaker
@@ -267,11 +275,12 @@ def group_images(hashes: list[str], signatures: np.ndarray, features_of, use_cac
     with ThreadPoolExecutor(max_workers=config.VERIFY_THREADS) as pool:
         for start in range(0, len(pairs), 512):
             # a pair already joined through others needs no verdict: the components are the same either way
-            batch = [(i, j) for i, j in pairs[start:start + 512] if comps.find(i) != comps.find(j)]
-            counts = {p: verdicts[(unique[p[0]], unique[p[1]])] for p in batch
-                      if (unique[p[0]], unique[p[1]]) in verdicts}
+            batch = [(i, j) for i, j in pairs[start : start + 512] if comps.find(i) != comps.find(j)]
+            counts = {
+                p: verdicts[(unique[p[0]], unique[p[1]])] for p in batch if (unique[p[0]], unique[p[1]]) in verdicts
+            }
             fresh = [p for p in batch if p not in counts]
-            chunks = [fresh[k:k + _CHUNK] for k in range(0, len(fresh), _CHUNK)]
+            chunks = [fresh[k : k + _CHUNK] for k in range(0, len(fresh), _CHUNK)]
             for chunk, found in zip(chunks, pool.map(check, chunks)):
                 for (i, j), count in zip(chunk, found):
                     counts[(i, j)] = new[(unique[i], unique[j])] = count
@@ -290,6 +299,7 @@ def group_images(hashes: list[str], signatures: np.ndarray, features_of, use_cac
             files.save_pickle_atomic(cache_path, verdicts)
         except OSError:
             pass
+
     def names(c):
         roots = np.array([c.find(i) for i in range(len(unique))])
         return pd.Series(unique).groupby(roots).transform("min").to_numpy()[inverse]
@@ -298,6 +308,7 @@ def group_images(hashes: list[str], signatures: np.ndarray, features_of, use_cac
 
 
 # ---------------------------------------------------------------- the split and what it reports
+
 
 def split_of_groups(groups: pd.Series, val_fraction: float) -> pd.Series:
     """Group name -> "val" or "train": a hash of the group's name (its smallest content hash), so the
@@ -309,7 +320,7 @@ def split_of_groups(groups: pd.Series, val_fraction: float) -> pd.Series:
     def one(g):
         if g is None or (isinstance(g, float) and np.isnan(g)):
             return None
-        u = int(hashlib.sha1(f"maskdet-split:{g}".encode()).hexdigest()[:12], 16) / 16 ** 12
+        u = int(hashlib.sha1(f"maskdet-split:{g}".encode()).hexdigest()[:12], 16) / 16**12
         return "val" if u < val_fraction else "train"
 
     return groups.map(one)
@@ -323,6 +334,11 @@ def label_conflicts(table: pd.DataFrame) -> list[dict]:
     out = []
     for g in mixed[mixed > 1].index:
         rows = good[good["group"] == g].sort_values("path")
-        out.append({"group": g, "split": rows["split"].iloc[0] if "split" in rows else None,
-                    "files": [{"path": p, "label": lab} for p, lab in zip(rows["path"], rows["label"])]})
+        out.append(
+            {
+                "group": g,
+                "split": rows["split"].iloc[0] if "split" in rows else None,
+                "files": [{"path": p, "label": lab} for p, lab in zip(rows["path"], rows["label"])],
+            }
+        )
     return sorted(out, key=lambda c: (-len(c["files"]), c["group"]))

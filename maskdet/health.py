@@ -1,4 +1,5 @@
 """Data health: what in a dataset table could mislead a model trained on it, as figures and warnings."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,9 +38,15 @@ def health(table: pd.DataFrame) -> dict:
         "class_counts": counts,
         "balance": (min(counts.values()) / max(counts.values())) if max(counts.values()) else 0.0,
         "skipped_by_reason": files["skipped"],
-        "skipped": [{"path": r.path, "label": r.label,
-                     "reason": r.skipped if isinstance(r.skipped, str) else "unreadable", "error": r.error}
-                    for r in skipped.reindex(columns=["path", "label", "skipped", "error"]).itertuples(index=False)],
+        "skipped": [
+            {
+                "path": r.path,
+                "label": r.label,
+                "reason": r.skipped if isinstance(r.skipped, str) else "unreadable",
+                "error": r.error,
+            }
+            for r in skipped.reindex(columns=["path", "label", "skipped", "error"]).itertuples(index=False)
+        ],
         "exact_duplicate_sets": int(labels_per_hash.size),
         "exact_duplicate_files": int(len(dup) - labels_per_hash.size),
         "duplicates_across_classes": sorted(labels_per_hash[labels_per_hash > 1].index.tolist()),
@@ -48,8 +55,10 @@ def health(table: pd.DataFrame) -> dict:
         "groups_across_classes": int((near.groupby("group")["label"].nunique() > 1).sum()),
         "label_conflicts": groups.label_conflicts(good),
         "val_groups": int(good.loc[good["split"] == "val", "group"].nunique()),
-        "split_counts": {s: {c: int(((good["split"] == s) & (good["label"] == c)).sum())
-                             for c in config.CLASS_NAMES} for s in ("train", "val")},
+        "split_counts": {
+            s: {c: int(((good["split"] == s) & (good["label"] == c)).sum()) for c in config.CLASS_NAMES}
+            for s in ("train", "val")
+        },
         "per_class": {},
         "shortcuts": [],
         "warnings": [],
@@ -64,8 +73,7 @@ def health(table: pd.DataFrame) -> dict:
             "modes": rows["mode"].value_counts().to_dict(),
         }
     a, b = (good[good["label"] == c] for c in config.CLASS_NAMES)
-    features = {
-        "image width": "width", "image height": "height", "file size per pixel": None, "sharpness": "sharpness"}
+    features = {"image width": "width", "image height": "height", "file size per pixel": None, "sharpness": "sharpness"}
     for label, col in features.items():
         if col is None:
             fa = (a["bytes"] / (a["width"] * a["height"])).to_numpy(float)
@@ -79,16 +87,19 @@ def health(table: pd.DataFrame) -> dict:
         if shortcut:
             report["warnings"].append(
                 f"{label} alone tells {config.CLASS_NAMES[0]} from {config.CLASS_NAMES[1]} for "
-                f"{separability:.0%} of image pairs: a model can learn it instead of masks.")
+                f"{separability:.0%} of image pairs: a model can learn it instead of masks."
+            )
     if total and report["balance"] < 0.5:
         report["warnings"].append(f"classes are unbalanced ({counts}); accuracy will flatter the model.")
     if report["label_conflicts"]:
         report["warnings"].append(
             f"{len(report['label_conflicts'])} photos are filed under both labels (exact or near copies; "
-            "listed as label conflicts): one of the labels is wrong.")
+            "listed as label conflicts): one of the labels is wrong."
+        )
     shown = {r: n for r, n in files["skipped"].items() if r != "hidden file"}  # hidden files: listed only
     if shown:
         report["warnings"].append(
             f"{sum(shown.values())} of the {files['files']} files are skipped "
-            f"({', '.join(f'{n} {r}' for r, n in shown.items())}); each is listed with its reason.")
+            f"({', '.join(f'{n} {r}' for r, n in shown.items())}); each is listed with its reason."
+        )
     return report

@@ -1,5 +1,6 @@
 """Reading any image: a user's photo or a dataset file -> an RGB PIL image, and the one resize to the
 model's input. Anything that is not a usable image raises ImageError with the reason, for a user."""
+
 from __future__ import annotations
 
 import io
@@ -58,21 +59,25 @@ def open_image(source) -> Image.Image:
                 img = Image.open(io.BytesIO(data))
                 img.load()
         if img.width * img.height > config.MAX_IMAGE_PIXELS:
-            raise ImageError(f"{Path(name).name}: {img.width}x{img.height} is too large "
-                             f"(limit {config.MAX_IMAGE_PIXELS:,} pixels)", "too large")
+            raise ImageError(
+                f"{Path(name).name}: {img.width}x{img.height} is too large (limit {config.MAX_IMAGE_PIXELS:,} pixels)",
+                "too large",
+            )
         if img.width < 2 or img.height < 2:
-            raise ImageError(f"{Path(name).name}: {img.width}x{img.height} is too small to hold a face",
-                             "too small")
+            raise ImageError(f"{Path(name).name}: {img.width}x{img.height} is too small to hold a face", "too small")
         img = ImageOps.exif_transpose(img)  # phone photos store rotation in EXIF
         return _to_rgb(img)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{Path(name).name}: the image is too large to open safely "
-                         f"(limit {config.MAX_IMAGE_PIXELS:,} pixels)", "too large") from None
+        raise ImageError(
+            f"{Path(name).name}: the image is too large to open safely (limit {config.MAX_IMAGE_PIXELS:,} pixels)",
+            "too large",
+        ) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{Path(name).name}: not an image file (or a format Pillow cannot read)",
-                         "not an image") from None
+        raise ImageError(
+            f"{Path(name).name}: not an image file (or a format Pillow cannot read)", "not an image"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{Path(name).name}: the image is damaged or truncated ({exc})") from None
 
@@ -106,6 +111,7 @@ def sharpness(img: Image.Image) -> float:
 
 
 # ---------------------------------------------------------------- files told by content
+
 
 @lru_cache(maxsize=1)
 def _signed_formats() -> tuple[str, ...]:
@@ -142,12 +148,13 @@ def read_image_file(path: str | Path) -> tuple[bytes, str, str]:
             if not prefix:
                 raise ImageError("the file is empty (0 bytes)", "empty file") from None
             if claimed := _claimed_format(prefix):
-                raise ImageError(f"the image is damaged (it starts like {claimed}, but its header "
-                                 "cannot be read)", "unreadable") from None
-            raise ImageError("not an image file (or a format Pillow cannot read); not read",
-                             "not an image") from None
+                raise ImageError(
+                    f"the image is damaged (it starts like {claimed}, but its header cannot be read)", "unreadable"
+                ) from None
+            raise ImageError("not an image file (or a format Pillow cannot read); not read", "not an image") from None
         except Image.DecompressionBombError:
-            raise ImageError(f"the image is too large to open safely "
-                             f"(limit {config.MAX_IMAGE_PIXELS:,} pixels)", "too large") from None
+            raise ImageError(
+                f"the image is too large to open safely (limit {config.MAX_IMAGE_PIXELS:,} pixels)", "too large"
+            ) from None
         f.seek(0)
         return f.read(), image_format, mode

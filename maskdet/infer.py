@@ -1,4 +1,5 @@
 """Loading a model safely, preprocessing any user image, classifying face crops and scene photos."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,12 +26,16 @@ def load_model(path: str | Path = config.DEFAULT_MODEL):
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except ValueError as exc:
         if "safe_mode" in str(exc) or "Lambda" in str(exc):
-            raise ModelError(f"{path}: refused: the model holds code (a Lambda layer) that would run on "
-                             "load; only models without custom code are loaded (Keras safe_mode)") from None
+            raise ModelError(
+                f"{path}: refused: the model holds code (a Lambda layer) that would run on "
+                "load; only models without custom code are loaded (Keras safe_mode)"
+            ) from None
         raise ModelError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0][:200]})") from None
     except Exception as exc:  # zip errors, missing config, unknown layers
-        raise ModelError(f"{path}: not a loadable Keras model ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        raise ModelError(
+            f"{path}: not a loadable Keras model ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        ) from None
     in_shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
     out_shape = tuple(model.output_shape[1:]) if not isinstance(model.output_shape, list) else None
     if in_shape != config.INPUT_SHAPE:
@@ -75,9 +80,14 @@ def convert_file(path: str | Path, timeout: float = 600) -> bytes:
 
     with tempfile.TemporaryDirectory(prefix="maskdet-lite-") as tmp:
         out = Path(tmp) / "model.tflite"
-        proc = subprocess.run([sys.executable, "-m", "maskdet", "export", "--model", str(path), "--format", "tflite",
-                               "--out", str(out)], capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, cwd=str(config.PROJECT_DIR))
+        proc = subprocess.run(
+            [sys.executable, "-m", "maskdet", "export", "--model", str(path), "--format", "tflite", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            cwd=str(config.PROJECT_DIR),
+        )
         if proc.returncode != 0 or not out.exists():
             raise ModelError(f"{path}: TFLite conversion failed: {proc.stderr.strip()[-300:]}")
         return out.read_bytes()
@@ -89,8 +99,9 @@ class Classifier:
     ~250 faces/s; model.predict takes ~100 ms for one face). Thread-safe: the app's sessions share one
     Classifier per model file, each call through an interpreter of its own (maskdet/litert.py)."""
 
-    def __init__(self, model, threshold: float = config.DEFAULT_THRESHOLD, lite: bytes | None = None,
-                 mirror: bool | None = None):
+    def __init__(
+        self, model, threshold: float = config.DEFAULT_THRESHOLD, lite: bytes | None = None, mirror: bool | None = None
+    ):
         import tensorflow as tf
 
         from . import model as model_lib
@@ -98,8 +109,11 @@ class Classifier:
         self.model = model
         self.threshold = threshold
         self.mirror = model_lib.scored_with_mirror(model) if mirror is None else mirror
-        self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
-                               input_signature=[tf.TensorSpec([None, *config.INPUT_SHAPE], tf.float32)])
+        self._fn = tf.function(
+            lambda x: model(x, training=False),
+            reduce_retracing=True,
+            input_signature=[tf.TensorSpec([None, *config.INPUT_SHAPE], tf.float32)],
+        )
         self._lite: litert.LiteModel | None = None
         if lite is not None:
             self.use_lite(lite)
@@ -109,8 +123,13 @@ class Classifier:
         return "tflite + keras" if self._lite is not None else "keras"
 
     @classmethod
-    def load(cls, path: str | Path = config.DEFAULT_MODEL, threshold: float = config.DEFAULT_THRESHOLD,
-             lite: str = "cached", mirror: bool | None = None) -> Classifier:
+    def load(
+        cls,
+        path: str | Path = config.DEFAULT_MODEL,
+        threshold: float = config.DEFAULT_THRESHOLD,
+        lite: str = "cached",
+        mirror: bool | None = None,
+    ) -> Classifier:
         """Load a .keras file. lite: "cached" uses a cached TFLite conversion when there is one,
         "convert" converts now when there is none (a few seconds, then cached), "off" never."""
         clf = cls(load_model(path), threshold, mirror=mirror)
@@ -156,11 +175,13 @@ class Classifier:
             pixels = np.concatenate([pixels, pixels[:, :, ::-1]])
         if self._lite is not None:
             step = LITE_MAX_BATCH * (2 if self.mirror else 1)
-            chunks = [self._lite(pixels[i:i + step])[0].reshape(-1) for i in range(0, len(pixels), step)]
+            chunks = [self._lite(pixels[i : i + step])[0].reshape(-1) for i in range(0, len(pixels), step)]
             p = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         else:
-            out = [np.asarray(self._fn(pixels[i:i + batch_size].astype(np.float32))).reshape(-1)
-                   for i in range(0, len(pixels), batch_size)]
+            out = [
+                np.asarray(self._fn(pixels[i : i + batch_size].astype(np.float32))).reshape(-1)
+                for i in range(0, len(pixels), batch_size)
+            ]
             p = np.concatenate(out) if out else np.zeros(0, np.float32)
         return (p[:n] + p[n:]) / 2 if self.mirror else p
 
@@ -195,8 +216,9 @@ CROP_MAX_SIDE = 256
 PHOTO_MODES = ("auto", "scene", "crop")
 
 
-def classify_photo(classifier: Classifier, source, mode: str = "auto", margin: float | None = None,
-                   doubtful: bool = False) -> dict:
+def classify_photo(
+    classifier: Classifier, source, mode: str = "auto", margin: float | None = None, doubtful: bool = False
+) -> dict:
     """Any user image -> its faces, each with a box and a label, and the photo's verdict.
 
     mode "scene" finds the faces and classifies each (all in one batch); "crop" takes the whole image
@@ -223,20 +245,40 @@ def classify_photo(classifier: Classifier, source, mode: str = "auto", margin: f
 
     everything = face_finder.find_faces(image, doubtful=True)
     found = [f for f in everything if f.confirmed]
-    unsure = [{"box": list(f.box), "face_score": f.score, "found_by": list(f.found_by)}
-              for f in everything if not f.confirmed] if doubtful else None
+    unsure = (
+        [
+            {"box": list(f.box), "face_score": f.score, "found_by": list(f.found_by)}
+            for f in everything
+            if not f.confirmed
+        ]
+        if doubtful
+        else None
+    )
     if mode == "auto":
         whole = _crop_reason(found, image)
         if whole:
             return _classify_whole(classifier, image, whole)
     if not found:
-        return _photo_result("scene", [], size, doubtful=unsure,
-                             note="no face found (faces under about 20 px, turned away or mostly hidden are missed); "
-                                  "if the image is one face, classify it in crop mode")
+        return _photo_result(
+            "scene",
+            [],
+            size,
+            doubtful=unsure,
+            note="no face found (faces under about 20 px, turned away or mostly hidden are missed); "
+            "if the image is one face, classify it in crop mode",
+        )
     crops = face_finder.face_crops(image, [f.box for f in found], margin)
     probs = classifier.probs(np.stack([images.to_array(c) for c in crops]))
-    result = [{"box": list(f.box), "p_mask": float(p), "label": _face_label(classifier, float(p)),
-               "face_score": f.score, "found_by": list(f.found_by)} for f, p in zip(found, probs)]
+    result = [
+        {
+            "box": list(f.box),
+            "p_mask": float(p),
+            "label": _face_label(classifier, float(p)),
+            "face_score": f.score,
+            "found_by": list(f.found_by),
+        }
+        for f, p in zip(found, probs)
+    ]
     note = f"{len(found)} face{'s' if len(found) != 1 else ''} found"
     return _photo_result("scene", result, size, note=note, doubtful=unsure)
 
@@ -268,8 +310,15 @@ def counts(faces: list[dict]) -> dict:
 
 
 def _photo_result(mode, faces: list[dict], size, note, error=None, doubtful=None) -> dict:
-    result = {"mode": mode, "faces": faces, "counts": counts(faces), "verdict": verdict(faces), "size": size,
-              "error": error, "note": note}
+    result = {
+        "mode": mode,
+        "faces": faces,
+        "counts": counts(faces),
+        "verdict": verdict(faces),
+        "size": size,
+        "error": error,
+        "note": note,
+    }
     if doubtful is not None:
         result["doubtful"] = doubtful
     return result
@@ -284,13 +333,20 @@ def _crop_reason(found, image) -> str | None:
         if share >= CROP_FACE_SHARE:
             return f"one face covers {share:.0%} of the image: taken for a face crop and classified whole"
     if not found and max(image.size) <= CROP_MAX_SIDE:
-        return (f"no face found in this small image ({image.width}x{image.height}): taken for a face crop "
-                "and classified whole")
+        return (
+            f"no face found in this small image ({image.width}x{image.height}): taken for a face crop "
+            "and classified whole"
+        )
     return None
 
 
 def _classify_whole(classifier: Classifier, image, note: str) -> dict:
     p = float(classifier.probs(images.to_array(image)[None])[0])
-    face = {"box": [0, 0, image.width, image.height], "p_mask": p, "label": _face_label(classifier, p),
-            "face_score": None, "found_by": []}
+    face = {
+        "box": [0, 0, image.width, image.height],
+        "p_mask": p,
+        "label": _face_label(classifier, p),
+        "face_score": None,
+        "found_by": [],
+    }
     return _photo_result("crop", [face], [image.width, image.height], note=note)

@@ -8,6 +8,7 @@ cannot inherit them and other users cannot read them from the process list. The 
 the Kaggle API (the one opendatasets calls, without opendatasets' prompt: it asks on stdin unless a
 kaggle.json lies in the working folder) and is killed when the caller stops waiting (a cancel, an error).
 """
+
 from __future__ import annotations
 
 import base64
@@ -43,21 +44,27 @@ def kaggle_credentials(username: str | None = None, key: str | None = None) -> t
             creds = json.loads(path.read_text())
             return creds["username"], creds["key"]
         except (ValueError, KeyError, TypeError):
-            raise DatasetError(f"{path}: not a valid kaggle.json (needs \"username\" and \"key\")") from None
-    raise DatasetError("Kaggle credentials missing: give a username and API key, set KAGGLE_USERNAME and "
-                       "KAGGLE_KEY, or put kaggle.json in ~/.kaggle (Kaggle > Settings > Create New Token).")
+            raise DatasetError(f'{path}: not a valid kaggle.json (needs "username" and "key")') from None
+    raise DatasetError(
+        "Kaggle credentials missing: give a username and API key, set KAGGLE_USERNAME and "
+        "KAGGLE_KEY, or put kaggle.json in ~/.kaggle (Kaggle > Settings > Create New Token)."
+    )
 
 
 def _http_reason(code: int, dataset: str) -> str:
-    return {401: "Kaggle refused the credentials (401): check the username and the API key "
-                 "(kaggle.json, from kaggle.com > Settings > API)",
-            403: "Kaggle refused access to the dataset (403): sign in on kaggle.com and accept its terms",
-            404: f"Kaggle has no dataset {dataset!r} (404)"}.get(code, f"Kaggle answered HTTP {code}")
+    return {
+        401: "Kaggle refused the credentials (401): check the username and the API key "
+        "(kaggle.json, from kaggle.com > Settings > API)",
+        403: "Kaggle refused access to the dataset (403): sign in on kaggle.com and accept its terms",
+        404: f"Kaggle has no dataset {dataset!r} (404)",
+    }.get(code, f"Kaggle answered HTTP {code}")
 
 
 def _unreachable(why) -> str:
-    return (f"could not reach www.kaggle.com ({why}); check the network connection or proxy, or download "
-            "the dataset by hand and give its folder")
+    return (
+        f"could not reach www.kaggle.com ({why}); check the network connection or proxy, or download "
+        "the dataset by hand and give its folder"
+    )
 
 
 def _check_kaggle(username: str, key: str, dataset: str, timeout: float = 15) -> dict:
@@ -118,8 +125,14 @@ def _child_failure(stderr: str, dataset: str) -> str:
     return said.get("message") or "unknown error"
 
 
-def download(dest: str | Path, username: str | None = None, key: str | None = None,
-             dataset: str = config.KAGGLE_DATASET, progress=None, poll_s: float = 0.5) -> Path:
+def download(
+    dest: str | Path,
+    username: str | None = None,
+    key: str | None = None,
+    dataset: str = config.KAGGLE_DATASET,
+    progress=None,
+    poll_s: float = 0.5,
+) -> Path:
     """Download the Kaggle dataset into dest; returns the dataset folder.
 
     The download runs in a child process with the credentials in its environment (nothing of this process
@@ -145,9 +158,15 @@ def download(dest: str | Path, username: str | None = None, key: str | None = No
     env.update(KAGGLE_USERNAME=username, KAGGLE_KEY=key)
     try:
         with tempfile.TemporaryFile() as stderr:
-            proc = subprocess.Popen([sys.executable, "-m", "maskdet.kaggle", dataset, str(partial.resolve())],
-                                    env=env, cwd=config.PROJECT_DIR, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "maskdet.kaggle", dataset, str(partial.resolve())],
+                env=env,
+                cwd=config.PROJECT_DIR,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
             try:
                 while proc.poll() is None:
                     if progress:
@@ -200,6 +219,7 @@ def _fetch(dataset: str, into: str) -> int:
     """The download process (`python -m maskdet.kaggle DATASET FOLDER`): the Kaggle API fetches the dataset's
     archive into FOLDER with the credentials of this process's environment. A failure ends it with status 1
     and one JSON line on stderr saying why."""
+
     def fail(**why) -> int:
         print(json.dumps(why), file=sys.stderr)
         return 1

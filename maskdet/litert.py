@@ -5,6 +5,7 @@ networks (faces.py). An interpreter serves one call at a time, so each call take
 gives it back; sessions classifying or finding faces at once each get their own instead of queueing
 behind one lock, and the pool holds no more interpreters than there were callers at once.
 """
+
 from __future__ import annotations
 
 import queue
@@ -63,8 +64,10 @@ class LiteModel:
             interp.set_tensor(inp["index"], x)
             interp.invoke()
             # the converter names the outputs Identity, Identity_1, ... in the model's order
-            outs = sorted(interp.get_output_details(),
-                          key=lambda d: int(n) if (n := d["name"].rpartition("_")[2]).isdigit() else 0)
+            outs = sorted(
+                interp.get_output_details(),
+                key=lambda d: int(n) if (n := d["name"].rpartition("_")[2]).isdigit() else 0,
+            )
             return [self._wrap(interp.get_tensor(d["index"])) for d in outs]
         finally:
             self._pool.put((interp, ready_for))

@@ -1,13 +1,18 @@
 """The classifier: a backbone (ImageNet-pretrained, or the seed's MobileNet from scratch) and one sigmoid,
 with resizing and preprocessing inside the model so training and serving cannot drift apart."""
+
 from . import backbones, config
 
 BACKBONE_CHOICES = (*backbones.BACKBONES, backbones.SCRATCH)
 BACKBONE_LAYER = "backbone"  # the nested model frozen while the head learns
 
 
-def make_model(backbone: str = config.DEFAULT_BACKBONE, input_size: int = config.DEFAULT_INPUT_SIZE,
-               alpha: float = config.DEFAULT_ALPHA, dropout: float = 0.2):
+def make_model(
+    backbone: str = config.DEFAULT_BACKBONE,
+    input_size: int = config.DEFAULT_INPUT_SIZE,
+    alpha: float = config.DEFAULT_ALPHA,
+    dropout: float = 0.2,
+):
     """Raw 0-255 RGB face crops (config.INPUT_SHAPE) -> P(with mask).
 
     A pretrained backbone sees the crop resized to input_size x input_size and normalised as on ImageNet;
@@ -19,8 +24,14 @@ def make_model(backbone: str = config.DEFAULT_BACKBONE, input_size: int = config
     x = inputs
     if backbone == backbones.SCRATCH:
         x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
-        net = keras.applications.MobileNet(input_shape=config.INPUT_SHAPE, alpha=alpha, include_top=False,
-                                           weights=None, pooling="avg", name=BACKBONE_LAYER)
+        net = keras.applications.MobileNet(
+            input_shape=config.INPUT_SHAPE,
+            alpha=alpha,
+            include_top=False,
+            weights=None,
+            pooling="avg",
+            name=BACKBONE_LAYER,
+        )
         name = f"maskdet_mobilenet_a{alpha:g}"
     else:
         if input_size != config.IMAGE_SIZE[0]:
@@ -59,7 +70,9 @@ def compile_model(model, learning_rate: float = config.DEFAULT_LEARNING_RATE, st
     import keras
 
     lr = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.02) if steps else learning_rate
-    model.compile(optimizer=keras.optimizers.Adam(lr),
-                  loss=keras.losses.BinaryCrossentropy(),
-                  metrics=[keras.metrics.BinaryAccuracy(name="accuracy")])
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
+    )
     return model

@@ -6,6 +6,7 @@ and that model's card as maskdet.card.json.previous, so rollback() can put both 
 Every file is written aside and renamed into place, so a reader sees the old model or the new
 one, never half of one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,8 +52,10 @@ def degenerate(evaluation: dict | None) -> str | None:
                 return f"constant output: it answers {other} for every validation image, never {cls}"
     balanced = evaluation.get("balanced_accuracy")
     if isinstance(balanced, (int, float)) and balanced < MIN_BALANCED_ACCURACY:
-        return (f"balanced accuracy {balanced:.1%} (under {MIN_BALANCED_ACCURACY:.0%}): "
-                "little better than giving every face the same answer")
+        return (
+            f"balanced accuracy {balanced:.1%} (under {MIN_BALANCED_ACCURACY:.0%}): "
+            "little better than giving every face the same answer"
+        )
     return None
 
 
@@ -95,14 +98,25 @@ def backbone_facts(params: dict) -> dict:
     name = params.get("backbone", backbones.SCRATCH)  # runs from before backbones were a choice
     io = f"input {list(config.INPUT_SHAPE)} RGB 0-255, sigmoid = P({config.POSITIVE_CLASS})"
     if name == backbones.SCRATCH:
-        return {"architecture": f"MobileNet alpha={params.get('alpha')} from scratch, {io}", "backbone": name,
-                "weights_source": "random initialisation", "weights_licence": None}
+        return {
+            "architecture": f"MobileNet alpha={params.get('alpha')} from scratch, {io}",
+            "backbone": name,
+            "weights_source": "random initialisation",
+            "weights_licence": None,
+        }
     spec = backbones.BACKBONES[name]
     size = params.get("input_size", config.DEFAULT_INPUT_SIZE)
-    tuned = "fine-tuned" if params.get("epochs", 0) > params.get("head_epochs", config.DEFAULT_HEAD_EPOCHS) \
+    tuned = (
+        "fine-tuned"
+        if params.get("epochs", 0) > params.get("head_epochs", config.DEFAULT_HEAD_EPOCHS)
         else "frozen, only the head trained"
-    return {"architecture": f"{spec.title} {tuned}, faces resized to {size}x{size} inside the model, {io}",
-            "backbone": name, "weights_source": spec.weights_source, "weights_licence": spec.licence}
+    )
+    return {
+        "architecture": f"{spec.title} {tuned}, faces resized to {size}x{size} inside the model, {io}",
+        "backbone": name,
+        "weights_source": spec.weights_source,
+        "weights_licence": spec.licence,
+    }
 
 
 def project_name(path: str | Path | None) -> str | None:
@@ -121,18 +135,25 @@ def training_data(model: Path) -> dict:
     model = Path(model)
     params = runs.params(model.parent) if model.name == "model.keras" else {}
     if params:
-        found = {"data": params.get("data"), "fingerprint": runs.status(model.parent).get("data_fingerprint"),
-                 "val_fraction": params.get("val_fraction")}
+        found = {
+            "data": params.get("data"),
+            "fingerprint": runs.status(model.parent).get("data_fingerprint"),
+            "val_fraction": params.get("val_fraction"),
+        }
     else:
         card = read_card(model) or {}
-        found = {"data": card.get("data") or (card.get("parameters") or {}).get("data"),
-                 "fingerprint": card.get("data_fingerprint"),
-                 "val_fraction": (card.get("split") or {}).get("val_fraction")
-                 or (card.get("parameters") or {}).get("val_fraction")}
+        found = {
+            "data": card.get("data") or (card.get("parameters") or {}).get("data"),
+            "fingerprint": card.get("data_fingerprint"),
+            "val_fraction": (card.get("split") or {}).get("val_fraction")
+            or (card.get("parameters") or {}).get("val_fraction"),
+        }
     data = found["data"]
-    return {"data": Path(os.path.normpath(config.PROJECT_DIR / data)) if data else None,  # relative to the project
-            "fingerprint": found["fingerprint"],
-            "val_fraction": float(found["val_fraction"] or config.DEFAULT_VAL_FRACTION)}
+    return {
+        "data": Path(os.path.normpath(config.PROJECT_DIR / data)) if data else None,  # relative to the project
+        "fingerprint": found["fingerprint"],
+        "val_fraction": float(found["val_fraction"] or config.DEFAULT_VAL_FRACTION),
+    }
 
 
 def trained_elsewhere(trained: dict, folder: Path, fingerprint: str) -> bool:
@@ -159,14 +180,25 @@ def make_card(run_dir: Path, name: str | None = None) -> dict:
         "data": project_name(params.get("data")),
         "data_fingerprint": st.get("data_fingerprint"),  # dataset.fingerprint of the folder trained on
         "data_files": st.get("data_files"),  # files in the class folders, images used, files skipped by reason
-        "split": {"method": "near-duplicate groups hashed into train/val (maskdet.groups.split_of_groups)",
-                  "val_fraction": params.get("val_fraction"), "limit": params.get("limit"),
-                  "train_images": st.get("train_images"), "val_images": st.get("val_images")},
+        "split": {
+            "method": "near-duplicate groups hashed into train/val (maskdet.groups.split_of_groups)",
+            "val_fraction": params.get("val_fraction"),
+            "limit": params.get("limit"),
+            "train_images": st.get("train_images"),
+            "val_images": st.get("val_images"),
+        },
         "parameters": {**params, "data": project_name(params.get("data"))},
-        "training": {"epochs": st.get("completed_epochs"), "elapsed_s": st.get("elapsed_s"),
-                     "finished": st.get("finished"), "state": st.get("state")},
-        "metrics": {k: evaluation.get(k) for k in ("accuracy", "balanced_accuracy", "roc_auc", "threshold",
-                                                   "confusion_matrix", "per_class", "n") if k in evaluation},
+        "training": {
+            "epochs": st.get("completed_epochs"),
+            "elapsed_s": st.get("elapsed_s"),
+            "finished": st.get("finished"),
+            "state": st.get("state"),
+        },
+        "metrics": {
+            k: evaluation.get(k)
+            for k in ("accuracy", "balanced_accuracy", "roc_auc", "threshold", "confusion_matrix", "per_class", "n")
+            if k in evaluation
+        },
         "sha256": runs.sha256_of(model_file),
         "bytes": model_file.stat().st_size,
     }
@@ -192,8 +224,9 @@ def measure_card(dest: Path | None = None, scenes_dir=None, log=None) -> dict:
     data = training_data(dest)["data"]  # the card names it relative to the project
     if data and data.is_dir() and not params.get("limit"):
         log(f"measuring the validation split of {data} ...")
-        card["metrics"] = evaluate.evaluate(clf, data, "val", params.get("val_fraction") or
-                                            config.DEFAULT_VAL_FRACTION)[1]
+        card["metrics"] = evaluate.evaluate(
+            clf, data, "val", params.get("val_fraction") or config.DEFAULT_VAL_FRACTION
+        )[1]
     if scenes_dir:
         log(f"measuring on {scenes_dir} ...")
         started = time.time()
@@ -223,8 +256,9 @@ def promote(run_dir: Path, dest: Path | None = None, card: Path | None = None, f
     if st["state"] in ("queued", "running"):
         raise PromotionError(f"run {run_dir.name} is still {st['state']}; promote it once it has finished")
     if not src.exists():
-        raise PromotionError(f"run {run_dir.name} has no model.keras ({st['state']}"
-                             f"{': ' + st['error'] if st.get('error') else ''})")
+        raise PromotionError(
+            f"run {run_dir.name} has no model.keras ({st['state']}{': ' + st['error'] if st.get('error') else ''})"
+        )
     doubt = degenerate(run_evaluation(run_dir))
     if doubt and not force:
         raise DegenerateModel(run_dir.name, doubt)
@@ -280,8 +314,11 @@ def version(models_dir: Path | None = None) -> str:
     a rollback, from any process): views of the folder are keyed by it, so none outlives a change."""
     models_dir = Path(models_dir or config.MODELS_DIR)
     try:
-        entries = sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(models_dir)
-                         if not e.name.startswith(".") and e.is_file())
+        entries = sorted(
+            (e.name, e.stat().st_mtime_ns, e.stat().st_size)
+            for e in os.scandir(models_dir)
+            if not e.name.startswith(".") and e.is_file()
+        )
     except OSError:  # no folder yet
         entries = []
     return hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
@@ -292,9 +329,14 @@ def describe(model: Path) -> dict:
     model = Path(model)
     exists = model.exists()
     stat = model.stat() if exists else None
-    return {"path": str(model), "name": model.name, "exists": exists,
-            "bytes": stat.st_size if stat else None, "mtime": stat.st_mtime if stat else None,
-            "card": read_card(model) if exists else None}
+    return {
+        "path": str(model),
+        "name": model.name,
+        "exists": exists,
+        "bytes": stat.st_size if stat else None,
+        "mtime": stat.st_mtime if stat else None,
+        "card": read_card(model) if exists else None,
+    }
 
 
 def active_model(dest: Path | None = None) -> dict:

@@ -1,5 +1,6 @@
 """Pixels for training: every image decoded once into memory (cached on disk by content), and the
 `tf.data` pipeline over them with the training augmentation (TensorFlow imported only when used)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -56,9 +57,11 @@ def _with_surroundings(images):
     def beside(k, own):
         return tf.where(others, tf.roll(images, k, axis=0), own)
 
-    rows = [[beside(1, both), beside(2, ud), beside(3, both)],
-            [beside(4, lr), images, beside(5, lr)],
-            [beside(6, both), beside(7, ud), beside(8, both)]]
+    rows = [
+        [beside(1, both), beside(2, ud), beside(3, both)],
+        [beside(4, lr), images, beside(5, lr)],
+        [beside(6, both), beside(7, ud), beside(8, both)],
+    ]
     return tf.concat([tf.concat(row, axis=2) for row in rows], axis=1)
 
 
@@ -84,8 +87,13 @@ def _geometric_augment(images):
     zeros = tf.zeros([n])
     transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)  # output -> input coordinates
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=mosaic, transforms=transforms, output_shape=tf.shape(images)[1:3], fill_value=0.0,
-        interpolation="BILINEAR", fill_mode="REFLECT")
+        images=mosaic,
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )
 
 
 def _colour_augment(images):
@@ -111,16 +119,20 @@ def _quality_augment(images):
     n = tf.shape(images)[0]
     side = tf.random.uniform([], 16, h + 1, dtype=tf.int32)
     small = tf.image.resize(images, [side, side], method="area")
-    blurry = tf.cond(tf.random.uniform([]) < 0.5,
-                     lambda: tf.image.resize(small, [h, w], method="bilinear"),
-                     lambda: tf.image.resize(small, [h, w], method="nearest"))
+    blurry = tf.cond(
+        tf.random.uniform([]) < 0.5,
+        lambda: tf.image.resize(small, [h, w], method="bilinear"),
+        lambda: tf.image.resize(small, [h, w], method="nearest"),
+    )
     images = tf.where(tf.random.uniform([n, 1, 1, 1]) < 0.5, blurry, images)
     # JPEG re-compression of the first ~30% of the (shuffled) batch: per-image work, so on a share only
     k = n * 3 // 10
     quality = tf.random.uniform([], 15, 90, dtype=tf.int32)
-    jpegged = tf.map_fn(lambda im: tf.image.adjust_jpeg_quality(im / 255.0, quality) * 255.0,
-                        tf.clip_by_value(images[:k], 0, 255),  # k is 0 for batches under 4 images
-                        fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32))
+    jpegged = tf.map_fn(
+        lambda im: tf.image.adjust_jpeg_quality(im / 255.0, quality) * 255.0,
+        tf.clip_by_value(images[:k], 0, 255),  # k is 0 for batches under 4 images
+        fn_output_signature=tf.TensorSpec([h, w, 3], tf.float32),
+    )
     return tf.concat([jpegged, images[k:]], axis=0)
 
 
@@ -131,8 +143,9 @@ def augment_batch(images):
     return tf.clip_by_value(_quality_augment(_colour_augment(_geometric_augment(images))), 0.0, 255.0)
 
 
-def make_dataset(pixels: np.ndarray, labels: np.ndarray, batch_size: int, training: bool,
-                 augment: bool = True, seed: int = 0):
+def make_dataset(
+    pixels: np.ndarray, labels: np.ndarray, batch_size: int, training: bool, augment: bool = True, seed: int = 0
+):
     """In-memory uint8 pixels -> a batched tf.data pipeline (shuffle, augment, prefetch)."""
     import tensorflow as tf
 

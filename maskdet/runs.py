@@ -4,6 +4,7 @@ checkpoint.keras and model.keras. Starting, listing, reading and cancelling runs
 Only one training runs per runs folder: it holds an exclusive lock on runs/.lock for its
 whole life. The kernel drops the lock when the process dies, however it dies.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -55,6 +56,7 @@ def new_run_id() -> str:
 
 # ---------------------------------------------------------------- the lock
 
+
 def acquire_lock(runs_dir: Path):
     """Take the one-training-per-folder lock, or raise RunError naming the run that holds it."""
     runs_dir = Path(runs_dir)
@@ -66,12 +68,14 @@ def acquire_lock(runs_dir: Path):
         os.close(fd)
         live = [r for r in list_runs(runs_dir) if r["state"] in ("queued", "running")]
         who = f" (run {live[0]['run_id']})" if live else ""
-        raise RunError(f"another training is already running in {runs_dir}{who}; "
-                       "wait for it or cancel it first") from None
+        raise RunError(
+            f"another training is already running in {runs_dir}{who}; wait for it or cancel it first"
+        ) from None
     return fd
 
 
 # ---------------------------------------------------------------- reading
+
 
 def _alive(pid) -> bool:
     if not pid:
@@ -99,8 +103,10 @@ def status(run_dir: Path) -> dict:
         grace = time.time() - (run_dir / "status.json").stat().st_mtime if (run_dir / "status.json").exists() else 99
         if st.get("pid") or grace > 30:
             st["state"] = "failed"
-            st["error"] = ("the training process ended without finishing (killed or crashed); "
-                           "resume it to continue from its last checkpoint")
+            st["error"] = (
+                "the training process ended without finishing (killed or crashed); "
+                "resume it to continue from its last checkpoint"
+            )
             st["interrupted"] = True
             log = _log_tail(run_dir)
             if log and not st.get("pid"):
@@ -143,8 +149,11 @@ def list_runs(runs_dir: Path = config.RUNS_DIR) -> list[dict]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    runs = [status(d) | {"path": str(d)} for d in runs_dir.iterdir()
-            if d.is_dir() and not d.name.startswith(".") and (d / "params.json").exists()]
+    runs = [
+        status(d) | {"path": str(d)}
+        for d in runs_dir.iterdir()
+        if d.is_dir() and not d.name.startswith(".") and (d / "params.json").exists()
+    ]
     return sorted(runs, key=lambda r: r["run_id"], reverse=True)
 
 
@@ -161,8 +170,9 @@ RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 def check_run_id(run_id) -> str:
     """The run id if it is a plain name, else RunError (a path separator, '..' or another character)."""
     if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id) or ".." in run_id:
-        raise RunError(f"{run_id!r} is not a run id (letters, digits, '.', '_' and '-' only, "
-                       "like 20261126-011810-3bf1)")
+        raise RunError(
+            f"{run_id!r} is not a run id (letters, digits, '.', '_' and '-' only, like 20261126-011810-3bf1)"
+        )
     return run_id
 
 
@@ -174,6 +184,7 @@ def find(run_id: str, runs_dir: Path = config.RUNS_DIR) -> Path:
 
 
 # ---------------------------------------------------------------- acting
+
 
 def cancel(run_dir: Path) -> None:
     """Ask a run to stop; it finishes its current batch, saves what it learned and says cancelled."""
@@ -200,8 +211,15 @@ def start(data_dir, runs_dir: Path = config.RUNS_DIR, **train_params) -> Path:
         files.write_json_atomic(run_dir / "status.json", {"run_id": run_dir.name, "state": "queued", "created": now()})
         args = [sys.executable, "-m", "maskdet", "train", "--run-dir", str(run_dir), "--lock-fd", str(fd)]
         with open(run_dir / "log.txt", "ab") as log:
-            subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             pass_fds=(fd,), start_new_session=True, cwd=str(config.PROJECT_DIR))
+            subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(fd,),
+                start_new_session=True,
+                cwd=str(config.PROJECT_DIR),
+            )
         return run_dir
     finally:
         os.close(fd)  # the child holds its own copy of the lock
@@ -212,8 +230,14 @@ def start(data_dir, runs_dir: Path = config.RUNS_DIR, **train_params) -> Path:
 STARTUP_S = 20  # starting the process, importing TensorFlow, building the model (measured here: 15-25 s)
 
 
-def expected_seconds(backbone: str, input_size: int, epochs: int, train_images: int,
-                     runs_dir: Path = config.RUNS_DIR, card: dict | None = None) -> tuple[float, str] | None:
+def expected_seconds(
+    backbone: str,
+    input_size: int,
+    epochs: int,
+    train_images: int,
+    runs_dir: Path = config.RUNS_DIR,
+    card: dict | None = None,
+) -> tuple[float, str] | None:
     """About how long a run of these settings takes on this machine, and what the guess rests on:
     the finished runs in `runs_dir` with the same backbone (their seconds per image and epoch, the
     median, scaled by the input's pixel count), else the shipped model's card (its training time on
@@ -234,7 +258,7 @@ def expected_seconds(backbone: str, input_size: int, epochs: int, train_images: 
             return None
         rate = (t["elapsed_s"] - STARTUP_S) / (n * t["epochs"]) / (p.get("input_size") or input_size) ** 2
         source = f"the shipped model's training ({card.get('machine') or 'its machine'})"
-    return STARTUP_S + rate * input_size ** 2 * train_images * epochs, source
+    return STARTUP_S + rate * input_size**2 * train_images * epochs, source
 
 
 def say_duration(seconds: float) -> str:

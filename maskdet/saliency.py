@@ -6,6 +6,7 @@ gradient of the logit of the class shown and keeps the positive part. At 100x100
 feature map is only 3x3 cells, too coarse to show a mouth from an eye, so by default the deepest
 layer with at least MIN_CELLS x MIN_CELLS cells is used (6x6 on the default MobileNet).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -37,8 +38,11 @@ def feature_layers(model) -> list[str]:
             shape = layer.output.shape
         except (AttributeError, ValueError):
             continue
-        if len(shape) == 4 and layer.name not in [i.name for i in backbone.inputs] and \
-                type(layer).__name__ in ("ReLU", "Activation", "Conv2D", "DepthwiseConv2D", "Add", "Concatenate"):
+        if (
+            len(shape) == 4
+            and layer.name not in [i.name for i in backbone.inputs]
+            and type(layer).__name__ in ("ReLU", "Activation", "Conv2D", "DepthwiseConv2D", "Add", "Concatenate")
+        ):
             names.append(layer.name)
     return names
 
@@ -63,16 +67,18 @@ def _explainer(model, layer: str):
     backbone = _backbone(model)
     features = keras.Model(backbone.inputs, [backbone.get_layer(layer).output, backbone.output])
     if backbone is model:
+
         def run(x):
             fmap, p = features(x, training=False)
             p = tf.clip_by_value(tf.reshape(p, [-1]), 1e-7, 1 - 1e-7)
             return fmap, tf.math.log(p / (1 - p))
+
         return run
 
     top = model.layers
     at = top.index(backbone)
     before = [layer for layer in top[1:at] if not isinstance(layer, keras.layers.InputLayer)]
-    after = top[at + 1:]
+    after = top[at + 1 :]
 
     def run(x):
         for layer in before:
@@ -85,8 +91,9 @@ def _explainer(model, layer: str):
             else:
                 h = layer(h, training=False)
         h = tf.reshape(h, [-1])
-        if not (after and isinstance(after[-1], keras.layers.Dense)
-                and after[-1].activation is keras.activations.sigmoid):
+        if not (
+            after and isinstance(after[-1], keras.layers.Dense) and after[-1].activation is keras.activations.sigmoid
+        ):
             p = tf.clip_by_value(h, 1e-7, 1 - 1e-7)
             h = tf.math.log(p / (1 - p))
         return fmap, h
@@ -171,8 +178,9 @@ def overlay(image: Image.Image, heat: np.ndarray, strength: float = 0.5, size: i
     image = image.convert("RGB")
     if size:
         scale = size / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.Resampling.BILINEAR)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR
+        )
     heat_img = Image.fromarray(heat.astype(np.float32)).resize(image.size, Image.Resampling.BILINEAR)
     h = np.clip(np.asarray(heat_img), 0, 1)
     colours = colourise(h).astype(np.float32)

@@ -1,5 +1,6 @@
 """Annotated scene photos (Pascal VOC, like face-mask-scenes): reading them, matching found faces to the
 annotated ones, the find-and-classify evaluation, and the annotated faces cut out as crops."""
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -32,8 +33,9 @@ def read_scenes(data_dir: str | Path, limit: int | None = None) -> list[Scene]:
     """A VOC folder (annotations/*.xml naming images in images/) -> its scenes, in file-name order."""
     root = Path(data_dir).expanduser()
     if not (root / "annotations").is_dir() or not (root / "images").is_dir():
-        raise dataset.DatasetError(f"{root}: not a scenes folder (expected annotations/ with Pascal VOC XML "
-                                f"files and images/ with the photos)")
+        raise dataset.DatasetError(
+            f"{root}: not a scenes folder (expected annotations/ with Pascal VOC XML files and images/ with the photos)"
+        )
     scenes = []
     for xml in sorted((root / "annotations").glob("*.xml")):
         if limit is not None and len(scenes) >= limit:
@@ -62,8 +64,9 @@ iou = faces.iou  # intersection over union of two (xmin, ymin, xmax, ymax) boxes
 
 def match(found_boxes, true_boxes, min_iou: float = MIN_IOU) -> dict[int, int]:
     """One-to-one matching, closest pairs first: {index of a true box: index of the found box}."""
-    pairs = sorted(((iou(f, t), ti, fi) for fi, f in enumerate(found_boxes) for ti, t in enumerate(true_boxes)),
-                   reverse=True)
+    pairs = sorted(
+        ((iou(f, t), ti, fi) for fi, f in enumerate(found_boxes) for ti, t in enumerate(true_boxes)), reverse=True
+    )
     matched, used = {}, set()
     for overlap, ti, fi in pairs:
         if overlap < min_iou:
@@ -74,8 +77,15 @@ def match(found_boxes, true_boxes, min_iou: float = MIN_IOU) -> dict[int, int]:
     return matched
 
 
-def evaluate_scenes(classifier, data_dir: str | Path, min_side: int = config.MIN_FACE_SIDE, limit: int | None = None,
-                    progress=None, part: tuple[int, int] | None = None, find=None) -> dict:
+def evaluate_scenes(
+    classifier,
+    data_dir: str | Path,
+    min_side: int = config.MIN_FACE_SIDE,
+    limit: int | None = None,
+    progress=None,
+    part: tuple[int, int] | None = None,
+    find=None,
+) -> dict:
     """Find and classify the faces of every annotated photo; score them against the annotations.
 
     Counted are annotated faces at least `min_side` pixels on the short side: the share found (a box
@@ -91,10 +101,12 @@ def evaluate_scenes(classifier, data_dir: str | Path, min_side: int = config.MIN
 
     scenes = read_scenes(data_dir, limit)
     if part is not None:
-        scenes = scenes[part[0]::part[1]]
+        scenes = scenes[part[0] :: part[1]]
     labels = (*config.CLASS_NAMES, config.UNCERTAIN)
-    per_class = {c: {"faces": 0, "found": 0, "right": 0, "predicted": {k: 0 for k in labels}}
-                 for c in (*config.CLASS_NAMES, INCORRECT)}
+    per_class = {
+        c: {"faces": 0, "found": 0, "right": 0, "predicted": {k: 0 for k in labels}}
+        for c in (*config.CLASS_NAMES, INCORRECT)
+    }
     false_boxes = {k: 0 for k in labels}
     duplicates, single_face_photos, single_face_duplicates = 0, 0, 0
     errors = []
@@ -134,14 +146,23 @@ def evaluate_scenes(classifier, data_dir: str | Path, min_side: int = config.MIN
         return v / k if k else None
 
     images = len(scenes) - len(errors)
-    report = {"data": str(data_dir), "images": images, "min_side": min_side, "min_iou": MIN_IOU,
-              "part": list(part) if part else None, "errors": errors, "per_class": {}}
+    report = {
+        "data": str(data_dir),
+        "images": images,
+        "min_side": min_side,
+        "min_iou": MIN_IOU,
+        "part": list(part) if part else None,
+        "errors": errors,
+        "per_class": {},
+    }
     for cls, c in per_class.items():
-        report["per_class"][cls] = {"faces": c["faces"], "found": share(c["faces"], c["found"]),
-                                    **({"found_and_right": share(c["faces"], c["right"])} if cls != INCORRECT else {}),
-                                    "predicted": c["predicted"],
-                                    **({"false_boxes_per_image": share(images, false_boxes[cls])}
-                                       if cls != INCORRECT else {})}
+        report["per_class"][cls] = {
+            "faces": c["faces"],
+            "found": share(c["faces"], c["found"]),
+            **({"found_and_right": share(c["faces"], c["right"])} if cls != INCORRECT else {}),
+            "predicted": c["predicted"],
+            **({"false_boxes_per_image": share(images, false_boxes[cls])} if cls != INCORRECT else {}),
+        }
     known = [per_class[c] for c in config.CLASS_NAMES]
     total = sum(c["faces"] for c in known)
     report.update(
@@ -149,8 +170,9 @@ def evaluate_scenes(classifier, data_dir: str | Path, min_side: int = config.MIN
         found=share(total, sum(c["found"] for c in known)),
         found_and_right=share(total, sum(c["right"] for c in known)),
         # the classes are unbalanced (mostly masked faces): the mean of the two is the fairer figure
-        balanced_found_and_right=(sum(share(c["faces"], c["right"]) for c in known) / 2
-                                  if all(c["faces"] for c in known) else None),
+        balanced_found_and_right=(
+            sum(share(c["faces"], c["right"]) for c in known) / 2 if all(c["faces"] for c in known) else None
+        ),
         uncertain=share(total, sum(c["predicted"][config.UNCERTAIN] for c in known)),
         false_boxes_per_image=share(images, sum(false_boxes.values())),
         duplicates_per_image=share(images, duplicates),
@@ -172,12 +194,18 @@ def _classify_found(classifier, path, find) -> dict:
         return {"faces": [], "error": None}
     crops = faces.face_crops(image, [f.box for f in found])
     probs = classifier.probs(np.stack([images.to_array(c) for c in crops]))
-    return {"faces": [{"box": list(f.box), "label": _face_label(classifier, float(p))} for f, p in zip(found, probs)],
-            "error": None}
+    return {
+        "faces": [{"box": list(f.box), "label": _face_label(classifier, float(p))} for f, p in zip(found, probs)],
+        "error": None,
+    }
 
 
-def scene_face_crops(data_dir: str | Path, min_side: int = config.MIN_FACE_SIDE, margin: float = faces.FACE_MARGIN,
-                     limit: int | None = None) -> list[tuple]:
+def scene_face_crops(
+    data_dir: str | Path,
+    min_side: int = config.MIN_FACE_SIDE,
+    margin: float = faces.FACE_MARGIN,
+    limit: int | None = None,
+) -> list[tuple]:
     """The annotated with_mask / without_mask faces of a scenes folder, at least `min_side` pixels on the
     short side, cut out as classify_photo cuts found faces: [(PIL crop, label)], in file order."""
     crops = []

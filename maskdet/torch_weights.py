@@ -5,6 +5,7 @@ persistent id for each storage, the list of storage keys), then each storage's r
 after an 8-byte element count. Only the names a state dict needs are allowed to unpickle, so a weight
 file cannot run code.
 """
+
 from __future__ import annotations
 
 import collections
@@ -15,9 +16,17 @@ import numpy as np
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 
-_DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-           "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
-           "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_}
+_DTYPES = {
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
 
 
 class WeightFileError(ValueError):
@@ -40,8 +49,9 @@ class _Tensor:
         item = base.itemsize
         if not self.size:
             return base[self.offset].copy()
-        view = np.lib.stride_tricks.as_strided(base[self.offset:], shape=self.size,
-                                               strides=[s * item for s in self.stride], writeable=False)
+        view = np.lib.stride_tricks.as_strided(
+            base[self.offset :], shape=self.size, strides=[s * item for s in self.stride], writeable=False
+        )
         return np.ascontiguousarray(view)
 
 
@@ -102,5 +112,6 @@ def read_state_dict(path: str | Path) -> collections.OrderedDict[str, np.ndarray
             storage.array = np.frombuffer(raw, np.dtype(storage.dtype).newbyteorder("<"))
     if not isinstance(state, dict):
         raise WeightFileError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    return collections.OrderedDict((k, v.array() if isinstance(v, _Tensor) else np.asarray(v))
-                                   for k, v in state.items())
+    return collections.OrderedDict(
+        (k, v.array() if isinstance(v, _Tensor) else np.asarray(v)) for k, v in state.items()
+    )

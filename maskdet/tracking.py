@@ -6,6 +6,7 @@ A track that no frame has continued for MAX_GAP_S seconds of video ends. A track
 was seen in MIN_HITS analysed frames (a box that shows up once is more likely a false find than a
 passer-by), and its label is its frames' majority; a tie goes by its mean P(mask).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -58,9 +59,16 @@ class Track:
         return MASK if self.p_mask >= threshold else NO_MASK
 
     def record(self, threshold: float = config.DEFAULT_THRESHOLD) -> dict:
-        return {"track": self.id, "label": self.label(threshold), "frames": self.hits,
-                "frames_with_mask": self.votes[MASK], "frames_without_mask": self.votes[NO_MASK],
-                "p_mask": round(self.p_mask, 4), "first_s": round(self.first_t, 3), "last_s": round(self.last_t, 3)}
+        return {
+            "track": self.id,
+            "label": self.label(threshold),
+            "frames": self.hits,
+            "frames_with_mask": self.votes[MASK],
+            "frames_without_mask": self.votes[NO_MASK],
+            "p_mask": round(self.p_mask, 4),
+            "first_s": round(self.first_t, 3),
+            "last_s": round(self.last_t, 3),
+        }
 
 
 def iou(a, b) -> float:
@@ -86,8 +94,9 @@ def _nearness(track_box, box) -> float:
 class Tracker:
     """Joins each analysed frame's faces to tracks; `people()` counts each person once."""
 
-    def __init__(self, threshold: float = config.DEFAULT_THRESHOLD, max_gap_s: float = MAX_GAP_S,
-                 min_hits: int = MIN_HITS):
+    def __init__(
+        self, threshold: float = config.DEFAULT_THRESHOLD, max_gap_s: float = MAX_GAP_S, min_hits: int = MIN_HITS
+    ):
         self.threshold, self.max_gap_s, self.min_hits = threshold, max_gap_s, min_hits
         self.active: list[Track] = []
         self.ended: list[Track] = []  # only the ones counted as people are kept (memory stays flat)

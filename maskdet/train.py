@@ -1,5 +1,6 @@
 """One training run: Keras fit on the leak-free split, streaming metrics into the run folder,
 honouring a cancel request, checkpointing every epoch, resumable."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,10 @@ def _allow_multi_worker_fit(model, strategy) -> None:
 
     def reduce_per_replica(values, strategy, reduction):
         if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
-            return tree.map_structure(lambda v: strategy.experimental_local_results(v)[0]
-                                      if tf_trainer._is_per_replica_instance(v) else v, values)
+            return tree.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0] if tf_trainer._is_per_replica_instance(v) else v,
+                values,
+            )
         return original(values, strategy, reduction)
 
     reduce_per_replica.__wrapped__ = original
@@ -50,8 +53,9 @@ def is_chief() -> bool:
     """Whether this process writes the run folder (the only one, unless TF_CONFIG says otherwise)."""
     tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     task = tf_config.get("task", {})
-    return task.get("type", "chief") == "chief" or (task.get("type") == "worker" and task.get("index", 0) == 0
-                                                   and "chief" not in tf_config.get("cluster", {}))
+    return task.get("type", "chief") == "chief" or (
+        task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in tf_config.get("cluster", {})
+    )
 
 
 def _callbacks(run_dir: Path, status: dict, steps_per_epoch: int, started: float, echo=None):
@@ -81,22 +85,42 @@ def _callbacks(run_dir: Path, status: dict, steps_per_epoch: int, started: float
         def on_train_batch_end(self, batch, logs=None):
             logs = logs or {}
             step = self.epoch * steps_per_epoch + batch + 1
-            self._write({"kind": "batch", "epoch": self.epoch + 1, "batch": batch + 1, "step": step,
-                         "loss": float(logs.get("loss", "nan")), "accuracy": float(logs.get("accuracy", "nan")),
-                         "time": time.time() - started})
+            self._write(
+                {
+                    "kind": "batch",
+                    "epoch": self.epoch + 1,
+                    "batch": batch + 1,
+                    "step": step,
+                    "loss": float(logs.get("loss", "nan")),
+                    "accuracy": float(logs.get("accuracy", "nan")),
+                    "time": time.time() - started,
+                }
+            )
             if time.time() - self.last_status > 2:
                 self.last_status = time.time()
-                files.write_json_atomic(run_dir / "status.json", status | {
-                    "epoch": self.epoch + 1, "step": step, "updated": runs.now(),
-                    "elapsed_s": time.time() - started})
+                files.write_json_atomic(
+                    run_dir / "status.json",
+                    status
+                    | {
+                        "epoch": self.epoch + 1,
+                        "step": step,
+                        "updated": runs.now(),
+                        "elapsed_s": time.time() - started,
+                    },
+                )
             if (run_dir / "CANCEL").exists():
                 self.cancelled = True
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            record = {"kind": "epoch", "epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
-                      "time": time.time() - started, "epoch_s": time.time() - self.epoch_started}
+            record = {
+                "kind": "epoch",
+                "epoch": epoch + 1,
+                "step": (epoch + 1) * steps_per_epoch,
+                "time": time.time() - started,
+                "epoch_s": time.time() - self.epoch_started,
+            }
             record.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
             if self.cancelled:  # a partial epoch: its validation was not run
                 record["partial"] = True
@@ -106,9 +130,16 @@ def _callbacks(run_dir: Path, status: dict, steps_per_epoch: int, started: float
             if not self.cancelled:
                 save_model(self.model, run_dir / "checkpoint.keras")
                 status["completed_epochs"] = epoch + 1
-                files.write_json_atomic(run_dir / "status.json", status | {
-                    "epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "updated": runs.now(),
-                    "elapsed_s": time.time() - started})
+                files.write_json_atomic(
+                    run_dir / "status.json",
+                    status
+                    | {
+                        "epoch": epoch + 1,
+                        "step": (epoch + 1) * steps_per_epoch,
+                        "updated": runs.now(),
+                        "elapsed_s": time.time() - started,
+                    },
+                )
 
         def on_train_end(self, logs=None):
             self.log.close()
@@ -146,10 +177,16 @@ def _run(run_dir: Path, lock_fd: int | None, echo) -> dict:
     if lock_fd is None:
         lock_fd = runs.acquire_lock(run_dir.parent)
     previous = runs.read_json(run_dir / "status.json", {}) or {}
-    status = {"run_id": run_dir.name, "state": "running", "pid": os.getpid(),
-              "created": previous.get("created", runs.now()), "started": runs.now(),
-              "epochs": params["epochs"], "completed_epochs": previous.get("completed_epochs", 0),
-              "phase": "reading the dataset"}
+    status = {
+        "run_id": run_dir.name,
+        "state": "running",
+        "pid": os.getpid(),
+        "created": previous.get("created", runs.now()),
+        "started": runs.now(),
+        "epochs": params["epochs"],
+        "completed_epochs": previous.get("completed_epochs", 0),
+        "phase": "reading the dataset",
+    }
     started = time.time() - float(previous.get("elapsed_s") or 0)
     (run_dir / "CANCEL").unlink(missing_ok=True)
     files.write_json_atomic(run_dir / "status.json", status)
@@ -157,8 +194,12 @@ def _run(run_dir: Path, lock_fd: int | None, echo) -> dict:
         result = _fit(run_dir, params, status, started, echo)
         status.update(result)
     except Exception as exc:  # any failure becomes the run's status, with the reason
-        status.update(state="failed", error=f"{type(exc).__name__}: {exc}" if not isinstance(
-            exc, (dataset.DatasetError, runs.RunError)) else str(exc))
+        status.update(
+            state="failed",
+            error=f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, (dataset.DatasetError, runs.RunError))
+            else str(exc),
+        )
         (run_dir / "traceback.txt").write_text(traceback.format_exc())
     status.update(finished=runs.now(), updated=runs.now(), elapsed_s=time.time() - started, phase=None)
     files.write_json_atomic(run_dir / "status.json", status)
@@ -193,10 +234,22 @@ def _phases(params: dict, backbone: str) -> list[dict]:
     if backbone == model_lib.backbones.SCRATCH:
         return [{"name": "training", "start": 0, "end": epochs, "trainable": None, "learning_rate": first_rate}]
     head = min(epochs, params.get("head_epochs", config.DEFAULT_HEAD_EPOCHS))
-    return [{"name": "training the head (backbone frozen)", "start": 0, "end": head, "trainable": False,
-             "learning_rate": first_rate},
-            {"name": "fine-tuning the whole network", "start": head, "end": epochs, "trainable": True,
-             "learning_rate": params.get("fine_tune_learning_rate", config.DEFAULT_FINE_TUNE_LEARNING_RATE)}]
+    return [
+        {
+            "name": "training the head (backbone frozen)",
+            "start": 0,
+            "end": head,
+            "trainable": False,
+            "learning_rate": first_rate,
+        },
+        {
+            "name": "fine-tuning the whole network",
+            "start": head,
+            "end": epochs,
+            "trainable": True,
+            "learning_rate": params.get("fine_tune_learning_rate", config.DEFAULT_FINE_TUNE_LEARNING_RATE),
+        },
+    ]
 
 
 def _phase_counter(run_dir: Path, status: dict, every_s: float = 2.0):
@@ -220,8 +273,7 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
 
     keras.utils.set_random_seed(params.get("seed", 0))
     strategy = choose_strategy()  # before any other TensorFlow op: collectives are set up at start
-    table = dataset.scan(params["data"], val_fraction=params["val_fraction"],
-                         progress=_phase_counter(run_dir, status))
+    table = dataset.scan(params["data"], val_fraction=params["val_fraction"], progress=_phase_counter(run_dir, status))
     status["data_files"] = dataset.file_counts(table)  # "N of M" for the model card, every file counted
     status["data_fingerprint"] = dataset.fingerprint(table, params["data"])  # the whole folder, as the split is
     if params.get("limit"):
@@ -239,8 +291,9 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
     y_train, y_val = dataset.labels_of(train_t), dataset.labels_of(val_t)
     batch = params["batch_size"]
     steps_per_epoch = -(-len(train_t) // batch)
-    train_ds = pipeline.make_dataset(x_train, y_train, batch, training=True,
-                                 augment=params.get("augment", True), seed=params.get("seed", 0))
+    train_ds = pipeline.make_dataset(
+        x_train, y_train, batch, training=True, augment=params.get("augment", True), seed=params.get("seed", 0)
+    )
     val_ds = pipeline.make_dataset(x_val, y_val, batch, training=False)
 
     checkpoint = run_dir / "checkpoint.keras"
@@ -250,8 +303,9 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
         if checkpoint.exists():
             model = keras.saving.load_model(checkpoint, safe_mode=True)
         else:
-            model = model_lib.make_model(backbone, params.get("input_size", config.DEFAULT_INPUT_SIZE),
-                                         params.get("alpha", config.DEFAULT_ALPHA))
+            model = model_lib.make_model(
+                backbone, params.get("input_size", config.DEFAULT_INPUT_SIZE), params.get("alpha", config.DEFAULT_ALPHA)
+            )
     recorder = _callbacks(run_dir, status, steps_per_epoch, started, echo)
     for phase in _phases(params, backbone):
         if initial_epoch >= phase["end"] or recorder.cancelled:
@@ -262,12 +316,22 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
                     model_lib.set_backbone_trainable(model, phase["trainable"])
                 steps = steps_per_epoch * (phase["end"] - phase["start"])
                 model_lib.compile_model(model, phase["learning_rate"], steps)
-        status.update(phase=phase["name"], steps_per_epoch=steps_per_epoch, replicas=strategy.num_replicas_in_sync,
-                      resumed_from_epoch=initial_epoch or None)
+        status.update(
+            phase=phase["name"],
+            steps_per_epoch=steps_per_epoch,
+            replicas=strategy.num_replicas_in_sync,
+            resumed_from_epoch=initial_epoch or None,
+        )
         _allow_multi_worker_fit(model, strategy)
         with strategy.scope():
-            model.fit(train_ds, validation_data=val_ds, epochs=phase["end"], initial_epoch=initial_epoch,
-                      callbacks=[recorder], verbose=0)
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=phase["end"],
+                initial_epoch=initial_epoch,
+                callbacks=[recorder],
+                verbose=0,
+            )
         if phase["trainable"] is False and phase["end"] < params["epochs"] and not recorder.cancelled:
             save_serving_model(model, run_dir / "head_model.keras")  # the frozen-backbone model, to compare
         initial_epoch = phase["end"]
@@ -278,5 +342,4 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
     result = evaluate.metrics(y_val.astype(int), probs)
     files.write_json_atomic(run_dir / "evaluation.json", result)
     state = "cancelled" if recorder.cancelled else "done"
-    return {"state": state, "val_accuracy": result["accuracy"],
-            "val_balanced_accuracy": result["balanced_accuracy"]}
+    return {"state": state, "val_accuracy": result["accuracy"], "val_balanced_accuracy": result["balanced_accuracy"]}

@@ -12,6 +12,7 @@ Video files are read by FFmpeg (PyAV) after their first bytes say which containe
 webm / mkv, avi): FFmpeg is told that container, so a playlist or a concat script posing as a video never
 makes it open other files.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -55,6 +56,7 @@ class VideoError(ValueError):
 @dataclass(frozen=True)
 class VideoInfo:
     """What a video file holds, read from its header (frames is an estimate where the header has none)."""
+
     name: str
     container: str
     codec: str
@@ -65,8 +67,10 @@ class VideoInfo:
     frames: int
 
     def describe(self) -> str:
-        return (f"{self.width}x{self.height}, {self.fps:.3g} fps, {fmt_duration(self.duration_s)} "
-                f"({self.codec}, {self.container})")
+        return (
+            f"{self.width}x{self.height}, {self.fps:.3g} fps, {fmt_duration(self.duration_s)} "
+            f"({self.codec}, {self.container})"
+        )
 
 
 def fmt_duration(seconds: float) -> str:
@@ -80,6 +84,7 @@ def fmt_duration(seconds: float) -> str:
 
 
 # ---------------------------------------------------------------- opening a video
+
 
 def _name_of(source) -> str:
     if isinstance(source, (str, Path)):
@@ -135,8 +140,9 @@ def open_video(source, max_pixels: int | None = None, max_seconds: float | None 
         try:
             container = av.open(f, format=CONTAINERS[kind])
         except (av.error.FFmpegError, ValueError, OSError) as exc:
-            raise VideoError(f"{name}: the {kind} file is damaged or truncated and cannot be read "
-                             f"({_ffmpeg_reason(exc)})") from None
+            raise VideoError(
+                f"{name}: the {kind} file is damaged or truncated and cannot be read ({_ffmpeg_reason(exc)})"
+            ) from None
         if not container.streams.video:
             what = "audio only" if container.streams.audio else "no streams"
             raise VideoError(f"{name}: the file holds no picture ({what})")
@@ -144,11 +150,15 @@ def open_video(source, max_pixels: int | None = None, max_seconds: float | None 
         ctx = stream.codec_context
         width, height = int(ctx.width or 0), int(ctx.height or 0)
         if width < 2 or height < 2:
-            raise VideoError(f"{name}: the video has no readable picture size ({width}x{height}); "
-                             "the file is damaged or its codec unknown")
+            raise VideoError(
+                f"{name}: the video has no readable picture size ({width}x{height}); "
+                "the file is damaged or its codec unknown"
+            )
         if width * height > max_pixels:
-            raise VideoError(f"{name}: {width}x{height} is too large a picture (limit {max_pixels:,} pixels, "
-                             "4K); shrink the video first")
+            raise VideoError(
+                f"{name}: {width}x{height} is too large a picture (limit {max_pixels:,} pixels, "
+                "4K); shrink the video first"
+            )
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
         if not 0 < fps <= 1000:
@@ -162,9 +172,11 @@ def open_video(source, max_pixels: int | None = None, max_seconds: float | None 
         frames = int(stream.frames or round(duration * fps))
         info = VideoInfo(name, kind, ctx.name or "?", width, height, round(fps, 3), round(duration, 3), frames)
         if max_seconds is not None and duration > max_seconds:
-            raise VideoError(f"{name}: the video is {fmt_duration(duration)} long; this server analyses up to "
-                             f"{fmt_duration(max_seconds)} (cut it shorter, or use `python -m maskdet "
-                             "predict-video` on the command line, which has no limit)")
+            raise VideoError(
+                f"{name}: the video is {fmt_duration(duration)} long; this server analyses up to "
+                f"{fmt_duration(max_seconds)} (cut it shorter, or use `python -m maskdet "
+                "predict-video` on the command line, which has no limit)"
+            )
         stream.thread_type = "AUTO"  # frame threads: decoding is a third of a file's time otherwise
         yield container, stream, info
     finally:
@@ -222,6 +234,7 @@ class _Broken(Exception):
 
 # ---------------------------------------------------------------- one frame: find and classify
 
+
 def _back_camera_blaze():
     """BlazeFace's back-camera model (256 px, faces near and mid-range), as maskdet.faces serves it, or None."""
     try:
@@ -262,8 +275,15 @@ class FrameAnalyser:
             return []
         crops = face_finder.face_crops(picture, [box for box, _ in found])
         probs = self.classifier.probs(np.stack([images.to_array(c) for c in crops]))
-        return [{"box": list(box), "p_mask": round(float(p), 4), "label": self.classifier.label(float(p)),
-                 "score": round(score, 3)} for (box, score), p in zip(found, probs)]
+        return [
+            {
+                "box": list(box),
+                "p_mask": round(float(p), 4),
+                "label": self.classifier.label(float(p)),
+                "score": round(score, 3),
+            }
+            for (box, score), p in zip(found, probs)
+        ]
 
 
 def draw(rgb: np.ndarray, faces: list[dict], note: str | None = None) -> np.ndarray:
@@ -297,6 +317,7 @@ def _label(d, where, text, colour, font, line, width):
 
 
 # ---------------------------------------------------------------- a video file
+
 
 class Cancelled(Exception):
     """The caller asked the analysis to stop."""
@@ -349,9 +370,18 @@ class _Writer:
                     self._aside.__exit__(Cancelled, Cancelled(), None)  # removed
 
 
-def analyse(source, classifier, every: int = DEFAULT_EVERY, out=None, finder: str = DEFAULT_FINDER,
-            progress=None, cancel=None, on_frame=None, max_seconds: float | None = None,
-            max_side: int = WORK_SIDE) -> dict:
+def analyse(
+    source,
+    classifier,
+    every: int = DEFAULT_EVERY,
+    out=None,
+    finder: str = DEFAULT_FINDER,
+    progress=None,
+    cancel=None,
+    on_frame=None,
+    max_seconds: float | None = None,
+    max_side: int = WORK_SIDE,
+) -> dict:
     """A video file's faces: every `every`-th frame searched, its faces classified and tracked.
 
     out: a path or a writable binary file object for the annotated H.264 mp4 (every frame, with the
@@ -387,11 +417,21 @@ def analyse(source, classifier, every: int = DEFAULT_EVERY, out=None, finder: st
                     analyse_s += time.perf_counter() - a0
                     analysed += 1
                     shown = found
-                    timeline.append((round(t, 3), sum(f["label"] == tracking.MASK for f in found),
-                                     sum(f["label"] == tracking.NO_MASK for f in found)))
+                    timeline.append(
+                        (
+                            round(t, 3),
+                            sum(f["label"] == tracking.MASK for f in found),
+                            sum(f["label"] == tracking.NO_MASK for f in found),
+                        )
+                    )
                     if on_frame is not None:
-                        on_frame({"frame": index, "t": round(t, 3),
-                                  "faces": [{**f, "box": [round(v * scale) for v in f["box"]]} for f in found]})
+                        on_frame(
+                            {
+                                "frame": index,
+                                "t": round(t, 3),
+                                "faces": [{**f, "box": [round(v * scale) for v in f["box"]]} for f in found],
+                            }
+                        )
                     if progress is not None:
                         progress(index + 1, max(info.frames, index + 1), time.perf_counter() - started)
                     if cancel is not None and cancel():
@@ -408,24 +448,37 @@ def analyse(source, classifier, every: int = DEFAULT_EVERY, out=None, finder: st
             raise
         video_s = decoded / info.fps if info.fps else 0.0
         if not broken and not cancelled and info.duration_s and video_s < 0.9 * info.duration_s - 0.5:
-            broken = (f"the video ends after {fmt_duration(video_s)} of the {fmt_duration(info.duration_s)} its "
-                      "header announces (cut short?)")
+            broken = (
+                f"the video ends after {fmt_duration(video_s)} of the {fmt_duration(info.duration_s)} its "
+                "header announces (cut short?)"
+            )
         if decoded == 0:
             if writer is not None:
                 writer.close(keep=False)
-            raise VideoError(f"{info.name}: the video has no frames that can be decoded"
-                             + (f" ({broken.split('(', 1)[-1]}" if broken else ""))
+            raise VideoError(
+                f"{info.name}: the video has no frames that can be decoded"
+                + (f" ({broken.split('(', 1)[-1]}" if broken else "")
+            )
         if writer is not None:
             writer.close(keep=True)
     elapsed = time.perf_counter() - started
     counts = tracker.counts()
     return {
-        "video": asdict(info), "every": every, "finder": analyser.finder, "work_size": list(size),
-        "frames_decoded": decoded, "frames_analysed": analysed, "cancelled": cancelled, "broken": broken,
-        "elapsed_s": round(elapsed, 3), "analysed_fps": round(analysed / elapsed, 2) if elapsed else None,
+        "video": asdict(info),
+        "every": every,
+        "finder": analyser.finder,
+        "work_size": list(size),
+        "frames_decoded": decoded,
+        "frames_analysed": analysed,
+        "cancelled": cancelled,
+        "broken": broken,
+        "elapsed_s": round(elapsed, 3),
+        "analysed_fps": round(analysed / elapsed, 2) if elapsed else None,
         "ms_per_analysed_frame": round(1000 * analyse_s / analysed, 1) if analysed else None,
         "speed": round(video_s / elapsed, 2) if elapsed else None,  # seconds of video a second
-        "counts": counts, "sentence": tracking.people_sentence(counts), "people": tracker.people(),
+        "counts": counts,
+        "sentence": tracking.people_sentence(counts),
+        "people": tracker.people(),
         "timeline": [{"t": t, tracking.MASK: a, tracking.NO_MASK: b} for t, a, b in timeline],
     }
 
@@ -442,8 +495,10 @@ def detections_csv(records) -> str:
     rows = ["frame,t,track,label,p_mask,xmin,ymin,xmax,ymax"]
     for r in records:
         for f in r["faces"]:
-            rows.append(f"{r['frame']},{r['t']},{f.get('track', '')},{f['label']},{f['p_mask']},"
-                        + ",".join(str(v) for v in f["box"]))
+            rows.append(
+                f"{r['frame']},{r['t']},{f.get('track', '')},{f['label']},{f['p_mask']},"
+                + ",".join(str(v) for v in f["box"])
+            )
     return "\n".join(rows) + "\n"
 
 
@@ -452,6 +507,7 @@ def detections_json(summary: dict, records) -> str:
 
 
 # ---------------------------------------------------------------- a live camera
+
 
 class LiveAnalyser:
     """A camera's frames in, the same frames out with the newest result drawn on each at once.
@@ -491,10 +547,10 @@ class LiveAnalyser:
         now = self._clock()
         with self._lock:
             self.frames_in += 1
-            self._arrivals = (self._arrivals + [now])[-self.KEEP:]
+            self._arrivals = (self._arrivals + [now])[-self.KEEP :]
             result, error = self._result, self.error
             if not self._result_drawn and self._result_t is not None:
-                self._latencies = (self._latencies + [now - self._result_t])[-self.KEEP:]
+                self._latencies = (self._latencies + [now - self._result_t])[-self.KEEP :]
                 self._result_drawn = True
         if error is None and not self._closed:
             self._offer(rgb, now)
@@ -516,7 +572,7 @@ class LiveAnalyser:
 
     def _work(self) -> None:
         try:
-            with (self._slot() if self._slot is not None else nullcontext()):
+            with self._slot() if self._slot is not None else nullcontext():
                 while not self._stop.is_set():
                     try:
                         waiting = self._waiting.get(timeout=self.IDLE_S)
@@ -533,8 +589,8 @@ class LiveAnalyser:
                         self._result, self._result_t, self._result_drawn = found, t, False
                         self._counts = counts
                         self.frames_analysed += 1
-                        self._analysed = (self._analysed + [done])[-self.KEEP:]
-                        self._analysis_s = (self._analysis_s + [done - picked])[-self.KEEP:]
+                        self._analysed = (self._analysed + [done])[-self.KEEP :]
+                        self._analysis_s = (self._analysis_s + [done - picked])[-self.KEEP :]
         except Exception as exc:  # a busy server (the slot), a failing model: said on the picture and page
             with self._lock:
                 self.error = str(exc) or type(exc).__name__
@@ -565,15 +621,22 @@ class LiveAnalyser:
         an error if the worker stopped."""
         with self._lock:
             now_faces = list(self._result)
-            stats = {"fps": self._rate(self._arrivals), "analysed_fps": self._rate(self._analysed),
-                     "latency_ms": self._median_ms(self._latencies), "analysis_ms": self._median_ms(self._analysis_s),
-                     "frames_in": self.frames_in, "frames_analysed": self.frames_analysed, "error": self.error,
-                     "counts": self._counts}
-        stats["now"] = {tracking.MASK: sum(f["label"] == tracking.MASK for f in now_faces),
-                        tracking.NO_MASK: sum(f["label"] == tracking.NO_MASK for f in now_faces)}
+            stats = {
+                "fps": self._rate(self._arrivals),
+                "analysed_fps": self._rate(self._analysed),
+                "latency_ms": self._median_ms(self._latencies),
+                "analysis_ms": self._median_ms(self._analysis_s),
+                "frames_in": self.frames_in,
+                "frames_analysed": self.frames_analysed,
+                "error": self.error,
+                "counts": self._counts,
+            }
+        stats["now"] = {
+            tracking.MASK: sum(f["label"] == tracking.MASK for f in now_faces),
+            tracking.NO_MASK: sum(f["label"] == tracking.NO_MASK for f in now_faces),
+        }
         stats["sentence"] = tracking.people_sentence(stats["counts"])
         return stats
-
 
 
 def import_webrtc() -> None:
@@ -596,8 +659,19 @@ def import_webrtc() -> None:
 
 # ---------------------------------------------------------------- the command line's predict-video
 
-def predict(path, model, every: int = DEFAULT_EVERY, out=None, csv=None, as_json: bool = False,
-            finder: str = DEFAULT_FINDER, threshold: float = config.DEFAULT_THRESHOLD, stdout=None, stderr=None) -> int:
+
+def predict(
+    path,
+    model,
+    every: int = DEFAULT_EVERY,
+    out=None,
+    csv=None,
+    as_json: bool = False,
+    finder: str = DEFAULT_FINDER,
+    threshold: float = config.DEFAULT_THRESHOLD,
+    stdout=None,
+    stderr=None,
+) -> int:
     """`python -m maskdet predict-video`: analyse one file, print its faces and people, write the annotated
     mp4 and the CSV. With as_json, one JSON line per analysed frame ({"frame", "t", "faces"}) and a last
     line {"summary": {...}}; else a line per person and the summary. Progress with time left goes to
@@ -612,8 +686,11 @@ def predict(path, model, every: int = DEFAULT_EVERY, out=None, csv=None, as_json
     except VideoError as exc:
         print(f"error: {exc}", file=stderr)
         return 2
-    print(f"{path}: {info.describe()}; analysing " + ("every frame" if every == 1 else f"one frame in {every}"),
-          file=stderr, flush=True)
+    print(
+        f"{path}: {info.describe()}; analysing " + ("every frame" if every == 1 else f"one frame in {every}"),
+        file=stderr,
+        flush=True,
+    )
     classifier = infer.Classifier.load(model, threshold, lite="convert")
 
     shown = [0.0]
@@ -623,8 +700,13 @@ def predict(path, model, every: int = DEFAULT_EVERY, out=None, csv=None, as_json
             return
         shown[0] = elapsed
         left = time_left(done, total, elapsed)
-        print(f"\rframes {done}/{total} ({done / max(total, 1):.0%})"
-              + (f", {fmt_duration(left)} left   " if left is not None else "   "), end="", file=stderr, flush=True)
+        print(
+            f"\rframes {done}/{total} ({done / max(total, 1):.0%})"
+            + (f", {fmt_duration(left)} left   " if left is not None else "   "),
+            end="",
+            file=stderr,
+            flush=True,
+        )
 
     try:
         with contextlib.ExitStack() as stack:  # the CSV is written aside: a failed analysis leaves none
@@ -639,8 +721,9 @@ def predict(path, model, every: int = DEFAULT_EVERY, out=None, csv=None, as_json
                 if csv_file:
                     csv_file.write(detections_csv([record]).split("\n", 1)[1])
 
-            summary = analyse(path, classifier, every=every, out=out, finder=finder, progress=progress,
-                              on_frame=on_frame)
+            summary = analyse(
+                path, classifier, every=every, out=out, finder=finder, progress=progress, on_frame=on_frame
+            )
     except VideoError as exc:
         print(f"\nerror: {exc}", file=stderr)
         return 2
@@ -653,12 +736,18 @@ def predict(path, model, every: int = DEFAULT_EVERY, out=None, csv=None, as_json
         print(json.dumps({"summary": summary}), file=stdout, flush=True)
         return 0
     for p in summary["people"]:
-        print(f"person #{p['track']}: {p['label']} ({p['frames_with_mask']} of {p['frames']} frames with mask, "
-              f"mean p_mask {p['p_mask']:.3f}), seen {fmt_duration(p['first_s'])}-{fmt_duration(p['last_s'])}",
-              file=stdout)
+        print(
+            f"person #{p['track']}: {p['label']} ({p['frames_with_mask']} of {p['frames']} frames with mask, "
+            f"mean p_mask {p['p_mask']:.3f}), seen {fmt_duration(p['first_s'])}-{fmt_duration(p['last_s'])}",
+            file=stdout,
+        )
     print(f"{path}: {summary['sentence']}", file=stdout)
-    print(f"{summary['frames_analysed']} of {summary['frames_decoded']} frames analysed at "
-          f"{summary['work_size'][0]}x{summary['work_size'][1]} in {summary['elapsed_s']:.1f} s "
-          f"({summary['analysed_fps']} analysed frames/s, {summary['speed']}x real time)"
-          + (f"; annotated video: {out}" if out else "") + (f"; detections: {csv}" if csv else ""), file=stdout)
+    print(
+        f"{summary['frames_analysed']} of {summary['frames_decoded']} frames analysed at "
+        f"{summary['work_size'][0]}x{summary['work_size'][1]} in {summary['elapsed_s']:.1f} s "
+        f"({summary['analysed_fps']} analysed frames/s, {summary['speed']}x real time)"
+        + (f"; annotated video: {out}" if out else "")
+        + (f"; detections: {csv}" if csv else ""),
+        file=stdout,
+    )
     return 0

@@ -1,4 +1,5 @@
 """Shared fixtures: an isolated cache and runs folder, small generated datasets, the shared data."""
+
 import atexit
 import os
 import shutil
@@ -20,7 +21,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 # The app reads folders under these roots only (maskdet.access): the tests' temporary folders (tmp_path) and
 # the data sets; tests of the confinement itself set narrower roots.
 os.environ["MASKDET_DATA_ROOTS"] = os.pathsep.join(
-    [tempfile.gettempdir(), str(PROJECT.parent / "shared" / "datasets"), str(PROJECT / "data")])
+    [tempfile.gettempdir(), str(PROJECT.parent / "shared" / "datasets"), str(PROJECT / "data")]
+)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 SHARED = PROJECT.parent / "shared" / "datasets"
@@ -83,8 +85,15 @@ def tiny_dataset(tmp_path):
 
 def cli(*args, timeout=600, check=False, env=None, cwd=PROJECT):
     """Run `python -m maskdet ARGS` and return the CompletedProcess (text)."""
-    proc = subprocess.run([sys.executable, "-m", "maskdet", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "maskdet", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"maskdet {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
     return proc

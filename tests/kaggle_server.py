@@ -5,6 +5,7 @@ of a folder, in chunks, optionally pausing half-way until `release()`, and recor
 
     with FakeKaggle(folder, monkeypatch, pause=True) as kaggle_api: ...
 """
+
 from __future__ import annotations
 
 import base64
@@ -71,7 +72,7 @@ class FakeKaggle:
                             if fake._stopping.is_set():
                                 return
                     try:
-                        self.wfile.write(fake.archive[start:start + fake.chunk])
+                        self.wfile.write(fake.archive[start : start + fake.chunk])
                         self.wfile.flush()
                     except OSError:  # the download process was stopped
                         return

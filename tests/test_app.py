@@ -1,4 +1,5 @@
 """The dashboard in Streamlit's AppTest: every page renders on real data, and the things users rely on work."""
+
 import json
 import re
 import time
@@ -29,8 +30,6 @@ def fresh_caches():
     st.cache_resource.clear()
 
 
-
-
 def app(page: str, data_dir, runs_dir, model_path=None, **state) -> AppTest:
     """The app on `page` (e.g. "train") with the sidebar settings given, not yet run."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
@@ -46,8 +45,11 @@ def app(page: str, data_dir, runs_dir, model_path=None, **state) -> AppTest:
 
 def texts(at: AppTest) -> str:
     """Everything the page says in Markdown, captions, alerts and metrics, as one string."""
-    parts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "success", "subheader", "title")
-             for e in getattr(at, kind)]
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "error", "warning", "info", "success", "subheader", "title")
+        for e in getattr(at, kind)
+    ]
     parts += [f"{m.label}: {m.value}" for m in at.metric]
     return "\n".join(str(p) for p in parts)
 
@@ -124,14 +126,19 @@ def test_a_small_dataset_with_skipped_files_is_shown_in_every_tab(tiny_dataset, 
     by_reason, files = (df.value for df in at.dataframe[-2:])
     assert dict(zip(by_reason["reason"], by_reason["files"])) == {"unreadable": 1, "not an image": 1, "hidden file": 1}
     assert dict(zip(files["path"].map(lambda p: Path(p).name), files["reason"])) == {
-        "broken.jpg": "unreadable", "forbidden.jpg": "not an image", ".DS_Store": "hidden file"}
+        "broken.jpg": "unreadable",
+        "forbidden.jpg": "not an image",
+        ".DS_Store": "hidden file",
+    }
     at.session_state["dataset_tab"] = "Browse images"
     at.run()
     no_exceptions(at)
     at.pills(key="browse_split").set_value(["skipped"]).run()
     assert [img.proto.imgs[0].caption for img in at.get("image")] == [
-        ".DS_Store · hidden file · 0 KB · with_mask · —", "broken.jpg · unreadable · 0 KB · with_mask · —",
-        "forbidden.jpg · not an image · 0 KB · with_mask · —"]
+        ".DS_Store · hidden file · 0 KB · with_mask · —",
+        "broken.jpg · unreadable · 0 KB · with_mask · —",
+        "forbidden.jpg · not an image · 0 KB · with_mask · —",
+    ]
 
 
 def test_a_wrong_dataset_folder_and_a_missing_model_are_explained(tmp_path, no_models):
@@ -152,15 +159,23 @@ def test_a_failed_run_shows_its_error(tmp_path, no_models):
     run_dir = tmp_path / "runs" / "20260101-000000-dead"
     run_dir.mkdir(parents=True)
     files.write_json_atomic(run_dir / "params.json", {"data": str(tmp_path), "epochs": 3})
-    files.write_json_atomic(run_dir / "status.json", {"run_id": run_dir.name, "state": "failed", "epochs": 3,
-                                                      "error": "cannot train: no readable images of class with_mask"})
+    files.write_json_atomic(
+        run_dir / "status.json",
+        {
+            "run_id": run_dir.name,
+            "state": "failed",
+            "epochs": 3,
+            "error": "cannot train: no readable images of class with_mask",
+        },
+    )
     at = app("train", tmp_path, tmp_path / "runs").run()
     no_exceptions(at)
     assert any("The run failed." in e.value and "no readable images of class with_mask" in e.value for e in at.error)
 
 
-def test_the_kaggle_form_shows_why_a_download_failed_at_once_and_selects_a_finished_one(tmp_path, no_models,
-                                                                                       monkeypatch):
+def test_the_kaggle_form_shows_why_a_download_failed_at_once_and_selects_a_finished_one(
+    tmp_path, no_models, monkeypatch
+):
     """The real download process, with Kaggle played by tests/kaggle_server.py."""
     from conftest import make_dataset
     from kaggle_server import FakeKaggle
@@ -205,8 +220,9 @@ def test_classify_labels_an_uploaded_face_and_explains_a_bad_file(trained_run, f
     no_exceptions(at)
     assert f"up to {config.UPLOAD_MAX_MB} MB each" in texts(at)
     face = sorted((facemask_dir / "with_mask").glob("*.jpg"))[0]
-    at.file_uploader(key="photos").set_value([(face.name, face.read_bytes(), "image/jpeg"),
-                                              ("notes.jpg", b"this is not a picture", "image/jpeg")]).run()
+    at.file_uploader(key="photos").set_value(
+        [(face.name, face.read_bytes(), "image/jpeg"), ("notes.jpg", b"this is not a picture", "image/jpeg")]
+    ).run()
     no_exceptions(at)
     said = texts(at)
     assert any(f"{words}**]" in said for words in ("with mask", "without mask", "uncertain"))  # the coloured label
@@ -266,8 +282,9 @@ def test_evaluate_shows_the_confusion_matrix_and_a_threshold_moves_it(trained_ru
     assert f"Errors ({errors:,})" in said
     assert at.toggle(key="saliency").value and len(at.get("image")) >= 1  # Grad-CAM overlays of the errors
     # errors counted and shown by photo family (one photo and its near-duplicates)
-    wrong, families = (int(v.replace(",", "")) for v in
-                       re.search(r"([\d,]+) wrong images from \*\*([\d,]+) of the", said).group(1, 2))
+    wrong, families = (
+        int(v.replace(",", "")) for v in re.search(r"([\d,]+) wrong images from \*\*([\d,]+) of the", said).group(1, 2)
+    )
     shown = int(re.search(r"showing [\d,]+-[\d,]+ of ([\d,]+)", said).group(1).replace(",", ""))
     assert wrong == errors and at.toggle(key="one_per_family").value and shown == families <= wrong
     at.toggle(key="one_per_family").set_value(False).run()
@@ -280,8 +297,10 @@ def test_train_starts_a_real_run_shows_it_live_and_promotes_it(facemask_dir, tmp
     runs_dir = tmp_path / "runs"
     at = app("train", facemask_dir, runs_dir).run()
     no_exceptions(at)
-    assert at.selectbox(key="f_backbone").options[:2] == ["MobileNetV2, pretrained on ImageNet (recommended)",
-                                                          "EfficientNet-Lite0, pretrained on ImageNet"]
+    assert at.selectbox(key="f_backbone").options[:2] == [
+        "MobileNetV2, pretrained on ImageNet (recommended)",
+        "EfficientNet-Lite0, pretrained on ImageNet",
+    ]
     preset = at.radio(key="f_preset")
     assert "here)" not in preset.options[0]  # nothing measured yet: no time promised
     shipped_card = config.PROJECT_DIR / "models" / "maskdet.card.json"
@@ -339,8 +358,10 @@ def fake_finished_run(runs_dir: Path, run_id: str, confusion_matrix, state="done
     (tp, fn), (fp, tn) = confusion_matrix
     m = evaluate.metrics([1] * (tp + fn) + [0] * (fp + tn), [0.9] * tp + [0.1] * fn + [0.9] * fp + [0.1] * tn)
     files.write_json_atomic(run_dir / "evaluation.json", m)
-    files.write_json_atomic(run_dir / "status.json", {"run_id": run_id, "state": state, "epochs": 1,
-                                                      "completed_epochs": 1, "val_accuracy": m["accuracy"]})
+    files.write_json_atomic(
+        run_dir / "status.json",
+        {"run_id": run_id, "state": state, "epochs": 1, "completed_epochs": 1, "val_accuracy": m["accuracy"]},
+    )
     (run_dir / "model.keras").write_bytes(b"not really a model " + run_id.encode())
     return run_dir
 
@@ -413,10 +434,23 @@ def test_a_promotion_or_rollback_from_elsewhere_shows_at_the_next_redraw(tmp_pat
 def test_compare_runs_tells_runs_apart_with_a_categorical_palette(tmp_path, no_models):
     for n, run_id in enumerate(("20260101-000000-0005", "20260101-000000-0006")):
         run_dir = fake_finished_run(tmp_path / "runs", run_id, [[90, 10], [10, 90]])
-        (run_dir / "metrics.jsonl").write_text("".join(
-            json.dumps({"kind": "epoch", "epoch": e, "step": 10 * e, "loss": 0.5, "accuracy": 0.8,
-                        "val_loss": 0.6 - 0.1 * e - 0.05 * n, "val_accuracy": 0.7 + 0.1 * e + 0.05 * n}) + "\n"
-            for e in (1, 2)))
+        (run_dir / "metrics.jsonl").write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "kind": "epoch",
+                        "epoch": e,
+                        "step": 10 * e,
+                        "loss": 0.5,
+                        "accuracy": 0.8,
+                        "val_loss": 0.6 - 0.1 * e - 0.05 * n,
+                        "val_accuracy": 0.7 + 0.1 * e + 0.05 * n,
+                    }
+                )
+                + "\n"
+                for e in (1, 2)
+            )
+        )
     at = app("train", tmp_path, tmp_path / "runs").run()
     no_exceptions(at)
     specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
@@ -438,8 +472,9 @@ def untrained_model(tmp_path_factory):
     return path
 
 
-def test_evaluate_curves_are_zoomed_with_a_full_range_toggle_and_mark_the_threshold(untrained_model, tmp_path,
-                                                                                     no_models):
+def test_evaluate_curves_are_zoomed_with_a_full_range_toggle_and_mark_the_threshold(
+    untrained_model, tmp_path, no_models
+):
     import shutil
 
     from conftest import make_dataset
@@ -464,7 +499,8 @@ def test_evaluate_curves_are_zoomed_with_a_full_range_toggle_and_mark_the_thresh
 
 
 def test_browse_goes_back_to_the_first_page_on_a_new_filter_or_order_and_explains_an_empty_filter(
-        tiny_dataset, tmp_path, no_models):
+    tiny_dataset, tmp_path, no_models
+):
     at = app("dataset", tiny_dataset, tmp_path / "runs", dataset_tab="Browse images").run()
     no_exceptions(at)
     at.number_input(key="browse_page").set_value(3).run()
@@ -480,8 +516,9 @@ def test_browse_goes_back_to_the_first_page_on_a_new_filter_or_order_and_explain
     assert "Pick at least one class" in said and "showing 0-0" not in said
 
 
-def test_evaluate_warns_of_other_data_by_fingerprint_not_by_where_the_model_was_trained(untrained_model, tmp_path,
-                                                                                         no_models):
+def test_evaluate_warns_of_other_data_by_fingerprint_not_by_where_the_model_was_trained(
+    untrained_model, tmp_path, no_models
+):
     """Issue 16, item 3: a clone's copy of the data a model was trained on is the same data, wherever it lies."""
     import shutil
 
@@ -491,8 +528,10 @@ def test_evaluate_warns_of_other_data_by_fingerprint_not_by_where_the_model_was_
     data_dir = make_dataset(tmp_path / "clone" / "faces", per_class=20)
     shutil.copy(untrained_model, config.DEFAULT_MODEL)
     trained_on = dataset.fingerprint(dataset.scan(data_dir), data_dir)
-    files.write_json_atomic(config.MODEL_CARD, {"data": "/home/trainer/datasets/faces", "data_fingerprint": trained_on,
-                                                "split": {"val_fraction": 0.2}})
+    files.write_json_atomic(
+        config.MODEL_CARD,
+        {"data": "/home/trainer/datasets/faces", "data_fingerprint": trained_on, "split": {"val_fraction": 0.2}},
+    )
     at = app("evaluate", data_dir, tmp_path / "runs").run()
     no_exceptions(at)
     assert "Validation images:" in texts(at) and not [w for w in at.warning if "trained on" in w.value]
@@ -514,8 +553,9 @@ def test_classify_many_photos_gives_a_summary_table_to_download(facemask_dir, sc
     face = sorted((facemask_dir / "without_mask").glob("*.jpg"))[0]
     blank = tmp_path / "wall.png"
     Image.new("RGB", (640, 480), (180, 170, 150)).save(blank)
-    at.file_uploader(key="photos").set_value([(p.name, p.read_bytes(), "image/png" if p.suffix == ".png" else
-                                               "image/jpeg") for p in (scene, face, blank)]).run()
+    at.file_uploader(key="photos").set_value(
+        [(p.name, p.read_bytes(), "image/png" if p.suffix == ".png" else "image/jpeg") for p in (scene, face, blank)]
+    ).run()
     no_exceptions(at)
     table = at.dataframe[0].value
     assert list(table["file"]) == [scene.name, face.name, blank.name]

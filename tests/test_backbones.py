@@ -1,4 +1,5 @@
 """Pretrained backbones: the weight reader, the Keras ports, and training on them."""
+
 import json
 import pickle
 from pathlib import Path
@@ -13,8 +14,9 @@ from maskdet import backbones, config, images, infer, model as model_lib, torch_
 MASK_CLASSES = {570, 691, 796}
 
 
-@pytest.mark.parametrize("name, n_tensors, n_params", [("mobilenet_v2", 262, 3_538_984),
-                                                       ("efficientnet_lite0", 247, 4_694_024)])
+@pytest.mark.parametrize(
+    "name, n_tensors, n_params", [("mobilenet_v2", 262, 3_538_984), ("efficientnet_lite0", 247, 4_694_024)]
+)
 def test_the_weight_files_hold_every_imagenet_tensor(name, n_tensors, n_params):
     sd = backbones.state_dict(name)
     tensors = {k: v for k, v in sd.items() if "num_batches_tracked" not in k}
@@ -73,9 +75,28 @@ def test_each_backbone_makes_a_classifier_of_raw_crops_that_loads_safely(tmp_pat
 @pytest.mark.slow
 def test_a_pretrained_run_trains_the_head_first_then_fine_tunes(tmp_path):
     dataset = make_dataset(tmp_path / "faces", per_class=24)
-    run_dir = Path(cli("train", "--data", dataset, "--backbone", "mobilenet_v2", "--input-size", 96, "--epochs", 2,
-                       "--head-epochs", 1, "--batch-size", 16, "--runs-dir", tmp_path / "runs",
-                       check=True).stdout.strip().splitlines()[0])
+    run_dir = Path(
+        cli(
+            "train",
+            "--data",
+            dataset,
+            "--backbone",
+            "mobilenet_v2",
+            "--input-size",
+            96,
+            "--epochs",
+            2,
+            "--head-epochs",
+            1,
+            "--batch-size",
+            16,
+            "--runs-dir",
+            tmp_path / "runs",
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[0]
+    )
     imagenet = backbones.state_dict("mobilenet_v2")["features.0.0.weight"].transpose(2, 3, 1, 0)
     head_only = infer.load_model(run_dir / "head_model.keras").get_layer("backbone").get_layer("stem")
     final = infer.load_model(run_dir / "model.keras").get_layer("backbone").get_layer("stem")
@@ -92,7 +113,12 @@ def test_a_pretrained_run_trains_the_head_first_then_fine_tunes(tmp_path):
 def test_a_short_pretrained_run_is_useful(facemask_dir, tmp_path):
     """One epoch on 2,000 real images (the Train page's quick try) gives a model that tells the classes
     apart, not a constant one."""
-    run_dir = Path(cli("train", "--data", facemask_dir, "--epochs", 1, "--limit", 2000, "--runs-dir",
-                       tmp_path / "runs", check=True).stdout.strip().splitlines()[0])
+    run_dir = Path(
+        cli(
+            "train", "--data", facemask_dir, "--epochs", 1, "--limit", 2000, "--runs-dir", tmp_path / "runs", check=True
+        )
+        .stdout.strip()
+        .splitlines()[0]
+    )
     evaluation = json.loads((run_dir / "evaluation.json").read_text())
     assert evaluation["balanced_accuracy"] >= 0.95, evaluation["confusion_matrix"]

@@ -4,6 +4,7 @@ Screenshots of every page land in test-artifacts/screenshots/ (look at them: a p
 checks and still look wrong). The browser is the system's /usr/bin/chromium, never a download;
 without it the tests are skipped, except in CI (env CI set), where they fail.
 """
+
 import json
 import os
 import re
@@ -18,9 +19,12 @@ from conftest import launch_browser
 
 ARTIFACTS = PROJECT / "test-artifacts"
 SHOTS = ARTIFACTS / "screenshots"
-FLAGS = [*CHROMIUM_FLAGS,
-         # a fake camera that needs no permission prompt: it streams a test pattern
-         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+FLAGS = [
+    *CHROMIUM_FLAGS,
+    # a fake camera that needs no permission prompt: it streams a test pattern
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
 IDLE = "[data-testid=stApp][data-test-script-state=notRunning]"
 
 pytestmark = pytest.mark.slow
@@ -36,8 +40,11 @@ def server(trained_run, facemask_dir, tmp_path_factory):
     """`streamlit run streamlit_app.py` on a free port, with the 1-epoch run's model as the active model."""
     models_dir = tmp_path_factory.mktemp("models")
     shutil.copy(trained_run / "model.keras", models_dir / "maskdet.keras")
-    env = {"MASKDET_DATA": str(facemask_dir), "MASKDET_RUNS": str(trained_run.parent),
-           "MASKDET_MODELS": str(models_dir)}
+    env = {
+        "MASKDET_DATA": str(facemask_dir),
+        "MASKDET_RUNS": str(trained_run.parent),
+        "MASKDET_MODELS": str(models_dir),
+    }
     with AppServer(env=env, log=tmp_path_factory.mktemp("server") / "streamlit.log") as app_server:
         app_server.models_dir = models_dir
         yield app_server
@@ -110,7 +117,8 @@ def test_a_fresh_server_answers_an_uploaded_photo_on_the_classify_page(page, ser
     page.get_by_text("Use the camera").click()
     # a click before the camera streams takes no picture: wait for the video to show frames
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('video')).some(v => v.readyState >= 2 && v.videoWidth > 0)")
+        "Array.from(document.querySelectorAll('video')).some(v => v.readyState >= 2 && v.videoWidth > 0)"
+    )
     settle(page)
     page.get_by_role("button", name="Take Photo").click()
     page.locator("[data-testid=stMain] h2").filter(has_text=re.compile("mask|uncertain")).nth(1).wait_for()
@@ -174,8 +182,9 @@ def test_a_run_started_in_the_app_survives_an_app_restart_and_the_new_app_follow
         run_dir = runs.list_runs(runs_dir)[0]["path"]
         deadline = time.time() + 240
         while runs.status(run_dir)["state"] != "running" or not runs.status(run_dir).get("completed_epochs"):
-            assert time.time() < deadline and runs.status(run_dir)["state"] in ("queued", "running"), \
-                runs.status(run_dir)
+            assert time.time() < deadline and runs.status(run_dir)["state"] in ("queued", "running"), runs.status(
+                run_dir
+            )
             time.sleep(1)
         context.close()
     finally:
@@ -199,7 +208,9 @@ def test_a_run_started_in_the_app_survives_an_app_restart_and_the_new_app_follow
         seen = step_of(page)
         page.wait_for_function(  # the page follows the live run: its step moves on without a reload
             f"(() => {{ const m = document.querySelector('[data-testid=stMain]').innerText.match(/step (\\d+)\\//);"
-            f" return m && Number(m[1]) > {seen}; }})()", timeout=90_000)
+            f" return m && Number(m[1]) > {seen}; }})()",
+            timeout=90_000,
+        )
         settle(page)
         shot(page, "train-after-restart")
         page.get_by_role("button", name="Cancel run").click()
@@ -210,8 +221,9 @@ def test_a_run_started_in_the_app_survives_an_app_restart_and_the_new_app_follow
     assert status["state"] == "cancelled" and status["has_model"], status
 
 
-def test_an_oversized_upload_is_refused_next_to_the_uploader_and_the_next_photo_still_works(page, server,
-                                                                                         facemask_dir, tmp_path):
+def test_an_oversized_upload_is_refused_next_to_the_uploader_and_the_next_photo_still_works(
+    page, server, facemask_dir, tmp_path
+):
     big = tmp_path / "huge-photo.jpg"
     big.write_bytes(os.urandom(25 * 1024 * 1024))  # over the 20 MB limit
     page.goto(f"{server.url}/classify")
@@ -239,8 +251,11 @@ def test_run_details_follow_a_run_from_queued_to_running_to_done(browser, tmp_pa
     files.write_json_atomic(run_dir / "params.json", {"data": str(tmp_path), "epochs": 1})
     status = {"run_id": run_dir.name, "state": "queued", "epochs": 1, "pid": os.getpid()}  # a live process
     files.write_json_atomic(run_dir / "status.json", status)
-    env = {"MASKDET_DATA": str(tmp_path), "MASKDET_RUNS": str(tmp_path / "runs"),
-           "MASKDET_MODELS": str(tmp_path / "models")}
+    env = {
+        "MASKDET_DATA": str(tmp_path),
+        "MASKDET_RUNS": str(tmp_path / "runs"),
+        "MASKDET_MODELS": str(tmp_path / "models"),
+    }
     with AppServer(env=env, log=tmp_path / "server.log") as server:
         context = browser.new_context(viewport={"width": 1400, "height": 1800})
         page = context.new_page()
@@ -259,8 +274,9 @@ def test_run_details_follow_a_run_from_queued_to_running_to_done(browser, tmp_pa
                 page.wait_for_timeout(500)
             return False
 
-        files.write_json_atomic(run_dir / "status.json",
-                                {**status, "state": "running", "step": 1, "steps_per_epoch": 9})
+        files.write_json_atomic(
+            run_dir / "status.json", {**status, "state": "running", "step": 1, "steps_per_epoch": 9}
+        )
         assert shows("running"), details.input_value()
         files.write_json_atomic(run_dir / "status.json", {**status, "state": "done", "completed_epochs": 1})
         assert shows("done"), details.input_value()

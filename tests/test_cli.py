@@ -1,4 +1,5 @@
 """The command line on real data: train, evaluate, predict, export, and its error messages."""
+
 import json
 import re
 from pathlib import Path
@@ -81,8 +82,9 @@ def test_tflite_export_gives_the_keras_labels(trained_run, facemask_dir, tmp_pat
     from maskdet import images, infer
 
     model = trained_run / "model.keras"
-    out = Path(cli("export", "--model", model, "--format", "tflite", "--out", tmp_path / "m.tflite",
-                   check=True).stdout.strip())
+    out = Path(
+        cli("export", "--model", model, "--format", "tflite", "--out", tmp_path / "m.tflite", check=True).stdout.strip()
+    )
     interpreter = Interpreter(model_path=str(out))
     inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     faces = real_faces(facemask_dir, 10)
@@ -104,8 +106,9 @@ def test_tflite_export_gives_the_keras_labels(trained_run, facemask_dir, tmp_pat
     np.testing.assert_allclose(fast.probs(pixels.astype(np.uint8)), p_keras, atol=1e-4)
     np.testing.assert_allclose([fast.probs(p)[0] for p in pixels.astype(np.uint8)], p_keras, atol=1e-4)
     assert infer.Classifier.load(model).engine == "tflite + keras"  # the next load finds the cached conversion
-    saved = Path(cli("export", "--model", model, "--format", "saved_model", "--out", tmp_path / "sm",
-                     check=True).stdout.strip())
+    saved = Path(
+        cli("export", "--model", model, "--format", "saved_model", "--out", tmp_path / "sm", check=True).stdout.strip()
+    )
     assert (saved / "saved_model.pb").exists()
 
 
@@ -114,8 +117,11 @@ def test_promote_writes_a_card_whose_validation_figures_evaluate_reproduces(tmp_
 
     dataset = make_dataset(tmp_path / "faces", per_class=30)
     env = {"MASKDET_MODELS": str(tmp_path / "models"), "MASKDET_RUNS": str(tmp_path / "runs")}
-    run_dir = Path(cli("train", "--data", dataset, "--epochs", 1, "--batch-size", 16, "--input-size", 96, env=env,
-                       check=True).stdout.strip().splitlines()[0])
+    run_dir = Path(
+        cli("train", "--data", dataset, "--epochs", 1, "--batch-size", 16, "--input-size", 96, env=env, check=True)
+        .stdout.strip()
+        .splitlines()[0]
+    )
     proc = cli("promote", run_dir.name, "--force", env=env, check=True)  # 1 epoch on 60 faces may answer one class
     active = Path(proc.stdout.strip())
     assert active == tmp_path / "models" / "maskdet.keras"
@@ -132,8 +138,16 @@ def test_promote_refuses_a_constant_model_without_force_and_says_why(tmp_path):
     from test_models import fake_run
 
     run = fake_run(tmp_path / "runs", "20260101-000000-ffff", b"model F", accuracy=0.627)
-    files.write_json_atomic(run / "evaluation.json", {"accuracy": 0.627, "balanced_accuracy": 0.5, "n": 150,
-                                                      "confusion_matrix": [[94, 0], [56, 0]], "threshold": 0.5})
+    files.write_json_atomic(
+        run / "evaluation.json",
+        {
+            "accuracy": 0.627,
+            "balanced_accuracy": 0.5,
+            "n": 150,
+            "confusion_matrix": [[94, 0], [56, 0]],
+            "threshold": 0.5,
+        },
+    )
     env = {"MASKDET_MODELS": str(tmp_path / "models"), "MASKDET_RUNS": str(tmp_path / "runs")}
     proc = cli("promote", run.name, env=env)
     assert proc.returncode == 2

@@ -1,4 +1,5 @@
 """Dataset folders -> tables: class folders, formats, bad files, the leak-free split, data health."""
+
 import json
 import os
 import shutil
@@ -74,8 +75,16 @@ def scraped_files(folder: Path, seed: int = 0) -> dict[str, str | None]:
     """Real images under the names scrapers leave them, and a non-image with an image suffix, written into
     folder: file name -> the format a scan must find in it (None: not an image, to be skipped)."""
     folder.mkdir(parents=True, exist_ok=True)
-    formats = {'quote.png"': "PNG", "size.jpg_1088Wx1632H": "JPEG", "no_suffix": "JPEG", "UPPER.JPG": "JPEG",
-               "Mixed.Png": "PNG", "really_png.jpg": "PNG", "really_webp.jpg": "WEBP", "photo.jpeg?w=640": "JPEG"}
+    formats = {
+        'quote.png"': "PNG",
+        "size.jpg_1088Wx1632H": "JPEG",
+        "no_suffix": "JPEG",
+        "UPPER.JPG": "JPEG",
+        "Mixed.Png": "PNG",
+        "really_png.jpg": "PNG",
+        "really_webp.jpg": "WEBP",
+        "photo.jpeg?w=640": "JPEG",
+    }
     for i, (name, fmt) in enumerate(formats.items()):
         synthetic_face(True, seed + i).save(folder / name, format=fmt)
     (folder / "forbidden.jpg").write_text("<html><body>403 Forbidden</body></html>\n" * 2000)  # a scraper's error page
@@ -100,9 +109,14 @@ def test_images_are_told_by_their_content_not_their_names(tiny_dataset):
             assert pd.isna(row["hash"]) and pd.isna(row["split"])
     report = health.health(table.reset_index())
     assert report["files"] == 80 + 9 and report["readable"] == 80 + 8
-    assert report["skipped"] == [{"path": str(tiny_dataset / "with_mask" / "forbidden.jpg"), "label": "with_mask",
-                                  "reason": "not an image", "error": table.loc[str(tiny_dataset / "with_mask" /
-                                                                                   "forbidden.jpg"), "error"]}]
+    assert report["skipped"] == [
+        {
+            "path": str(tiny_dataset / "with_mask" / "forbidden.jpg"),
+            "label": "with_mask",
+            "reason": "not an image",
+            "error": table.loc[str(tiny_dataset / "with_mask" / "forbidden.jpg"), "error"],
+        }
+    ]
     assert report["skipped_by_reason"] == {"not an image": 1}
     assert any(w.startswith("1 of the 89 files are skipped (1 not an image)") for w in report["warnings"])
 
@@ -119,9 +133,17 @@ def test_every_file_not_used_is_listed_with_its_reason_never_fatal(tiny_dataset)
     (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(100))
     synthetic_face(False, 5).save(folder / "._face_000.jpg")  # a hidden file is skipped even when it is an image
     os.symlink(folder / "gone.jpg", folder / "dangling.jpg")
-    reasons = {"truncated.jpg": "unreadable", "broken.jpg": "unreadable", "empty.png": "empty file",
-               "dot.png": "too small", "notes.txt": "not an image", "README": "not an image",
-               ".DS_Store": "hidden file", "._face_000.jpg": "hidden file", "dangling.jpg": "unreadable"}
+    reasons = {
+        "truncated.jpg": "unreadable",
+        "broken.jpg": "unreadable",
+        "empty.png": "empty file",
+        "dot.png": "too small",
+        "notes.txt": "not an image",
+        "README": "not an image",
+        ".DS_Store": "hidden file",
+        "._face_000.jpg": "hidden file",
+        "dangling.jpg": "unreadable",
+    }
     table = dataset.scan(tiny_dataset, use_cache=False)
     assert len(table) == len(files_on_disk(tiny_dataset)) == 89  # the dangling link included
     bad = table[table["error"].notna()]
@@ -131,12 +153,19 @@ def test_every_file_not_used_is_listed_with_its_reason_never_fatal(tiny_dataset)
     assert len(dataset.usable(table)) == 80
     report = health.health(table)
     assert report["files"] == 89 and report["readable"] == 80 and len(report["skipped"]) == 9
-    assert report["skipped_by_reason"] == {"unreadable": 3, "not an image": 2, "hidden file": 2, "empty file": 1,
-                                           "too small": 1}
+    assert report["skipped_by_reason"] == {
+        "unreadable": 3,
+        "not an image": 2,
+        "hidden file": 2,
+        "empty file": 1,
+        "too small": 1,
+    }
     assert {f["reason"] for f in report["skipped"]} == set(reasons.values())
     # hidden files are listed but not warned about: every Mac-made folder has them
-    assert ("7 of the 89 files are skipped (3 unreadable, 2 not an image, 1 empty file, 1 too small); each is "
-            "listed with its reason.") in report["warnings"]
+    assert (
+        "7 of the 89 files are skipped (3 unreadable, 2 not an image, 1 empty file, 1 too small); each is "
+        "listed with its reason."
+    ) in report["warnings"]
     assert dataset.file_counts(table) == {"files": 89, "readable": 80, "skipped": report["skipped_by_reason"]}
     again = dataset.scan(tiny_dataset)  # through the per-file cache, twice: the same reasons
     again = dataset.scan(tiny_dataset)
@@ -172,7 +201,10 @@ def test_scan_command_reads_every_image_and_lists_every_skipped_file(tmp_path):
     report = json.loads(cli("scan", "--data", root, "--json", check=True).stdout)
     assert report["files"] == 17 and report["readable"] == 14 == 6 + sum(map(bool, expected.values()))
     assert {Path(f["path"]).name: f["reason"] for f in report["skipped"]} == {
-        "forbidden.jpg": "not an image", "empty.jpg": "empty file", ".hidden.jpg": "hidden file"}
+        "forbidden.jpg": "not an image",
+        "empty.jpg": "empty file",
+        ".hidden.jpg": "hidden file",
+    }
 
 
 def test_split_is_deterministic_and_exact_copies_share_a_split(tiny_dataset):
@@ -285,6 +317,7 @@ def test_augmentation_keeps_shape_and_range_and_changes_images():
 
 # ---------------------------------------------------------------- the shared 12k data set
 
+
 @pytest.mark.shared
 def test_facemask_split_keeps_augmented_families_together(facemask_dir):
     table = dataset.scan(facemask_dir)
@@ -300,15 +333,20 @@ def test_facemask_split_keeps_augmented_families_together(facemask_dir):
     val_share = (table["split"] == "val").mean()
     assert 0.15 < val_share < 0.27
     report = health.health(table)
-    print(f"near-duplicate groups {report['near_duplicate_groups']}, families crossing {crossing:.3f}, "
-          f"split {report['split_counts']}")
+    print(
+        f"near-duplicate groups {report['near_duplicate_groups']}, families crossing {crossing:.3f}, "
+        f"split {report['split_counts']}"
+    )
     assert report["near_duplicate_groups"] > 300
 
 
 @pytest.mark.shared
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known gap: 1.7% of the old files changed split when 10% more were added "
-                   "(goal 1%; was 14.7%): new files link split units through weak keypoint evidence (2026-11-26)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: 1.7% of the old files changed split when 10% more were added "
+    "(goal 1%; was 14.7%): new files link split units through weak keypoint evidence (2026-11-26)",
+)
 def test_adding_files_keeps_the_old_files_split(facemask_dir, tmp_path):
     # the dataset as it was before a tenth of its files were added, as links to the real files
     for cls in config.CLASS_NAMES:
@@ -334,6 +372,7 @@ def test_health_warns_that_image_size_gives_the_class_away(facemask_dir):
 
 
 # ---------------------------------------------------------------- Kaggle
+
 
 def _no_credentials(monkeypatch, tmp_path):
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)

@@ -1,4 +1,5 @@
 """Training picks its tf.distribute strategy: two local workers train together with TF_CONFIG."""
+
 import json
 import os
 import socket
@@ -39,12 +40,35 @@ def test_two_local_workers_train_one_model_with_multiworker_mirrored_strategy(tm
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = []
     for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-               "CUDA_VISIBLE_DEVICES": ""}
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "maskdet", "train", "--data", str(data_dir), "--epochs", "1", "--batch-size", "16",
-             "--runs-dir", str(tmp_path / f"runs{index}")],
-            cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True))
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            "CUDA_VISIBLE_DEVICES": "",
+        }
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "maskdet",
+                    "train",
+                    "--data",
+                    str(data_dir),
+                    "--epochs",
+                    "1",
+                    "--batch-size",
+                    "16",
+                    "--runs-dir",
+                    str(tmp_path / f"runs{index}"),
+                ],
+                cwd=PROJECT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+        )
     try:
         outs = [p.communicate(timeout=300) for p in procs]  # bounded: the test stops by itself
     finally:

@@ -2,6 +2,7 @@
 
 Real TensorFlow, real tf2onnx, real onnxruntime; images read the way maskdet reads them
 (images.open_image + images.to_array)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +113,9 @@ def test_a_resizing_mobilenetv2_model_exported_to_onnx_gives_the_keras_probabili
     inp = keras.Input(config.INPUT_SHAPE, name="image")
     x = keras.layers.Resizing(128, 128)(inp)
     x = keras.layers.Rescaling(1 / 127.5, offset=-1)(x)
-    base = keras.applications.MobileNetV2(input_shape=(128, 128, 3), weights=None, alpha=0.35, include_top=False,
-                                          pooling="avg")
+    base = keras.applications.MobileNetV2(
+        input_shape=(128, 128, 3), weights=None, alpha=0.35, include_top=False, pooling="avg"
+    )
     x = base(x)
     model = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(x))
     pixels = read_pixels(drawn_faces(tmp_path / "faces"))

@@ -1,5 +1,6 @@
 """Scene photos: faces are found (masked ones too), cut out, classified in one batch, and reported
 with boxes in the photo's own pixels, through the core and the command line."""
+
 import json
 import os
 
@@ -76,8 +77,12 @@ def test_faces_are_found_near_their_annotated_boxes(first_scenes, first_results)
 
 
 def test_masked_faces_are_found(first_scenes, first_results):
-    masked = [(r, t) for s, r in zip(first_scenes, first_results) for t in s.faces
-              if t.label == "with_mask" and t.short_side >= 40]
+    masked = [
+        (r, t)
+        for s, r in zip(first_scenes, first_results)
+        for t in s.faces
+        if t.label == "with_mask" and t.short_side >= 40
+    ]
     assert len(masked) >= 8
     hits = sum(any(scenes.iou(f["box"], truth.box) >= scenes.MIN_IOU for f in r["faces"]) for r, truth in masked)
     assert hits / len(masked) >= 0.75, f"{hits} of {len(masked)} masked faces found"
@@ -224,8 +229,9 @@ def test_the_litert_finder_finds_what_tensorflow_finds(first_scenes):
     compared = 0
     for scene in first_scenes[:8]:
         pixels = np.asarray(images.open_image(scene.image), dtype=np.float32)
-        settings = dict(box_format="xyxy", output_type="numpy", min_face_size=finders.MIN_FACE_SIZE,
-                        **finders.STAGE_THRESHOLDS)
+        settings = dict(
+            box_format="xyxy", output_type="numpy", min_face_size=finders.MIN_FACE_SIZE, **finders.STAGE_THRESHOLDS
+        )
         by = [np.asarray(d.detect_faces([pixels], **settings)).reshape(-1, 16) for d in (lite, tf_only)]
         assert by[0].shape == by[1].shape, scene.image
         np.testing.assert_allclose(by[0][:, 1:6], by[1][:, 1:6], atol=0.05)
@@ -267,7 +273,7 @@ def test_blazeface_finds_masked_faces_and_more_finders_find_more(first_scenes):
         truth = [t.box for t in scene.faces]
         alone = [f.box for f in faces.find_faces(image, blaze=False, full_range=False, doubtful=True)]
         every = [f.box for f in faces.find_faces(image, doubtful=True)]
-        assert all(faces.iou(a, b) < faces.SAME_FACE_IOU for i, a in enumerate(every) for b in every[i + 1:])
+        assert all(faces.iou(a, b) < faces.SAME_FACE_IOU for i, a in enumerate(every) for b in every[i + 1 :])
         found_alone += len(scenes.match(alone, truth))
         found_all += len(scenes.match(every, truth))
         own = blaze(image)

@@ -1,5 +1,6 @@
 """No false faces (issue 14): one box per face, boxes only where finders agree, and a photo's verdict that
 one doubtful box cannot flip. Real photos from face-mask-scenes and real face crops from facemask-12k."""
+
 import json
 import random
 
@@ -14,8 +15,13 @@ pytestmark = pytest.mark.shared
 
 # Photos of face-mask-scenes in which every annotated face wears a mask, and the finder before this
 # change still reported a bare face (a hand, a phone, hair): the verdict was "without_mask".
-MASKED_CROWDS = ["maksssksksss184.jpg", "maksssksksss231.jpg", "maksssksksss676.jpg", "maksssksksss705.jpg",
-                 "maksssksksss706.jpg"]
+MASKED_CROWDS = [
+    "maksssksksss184.jpg",
+    "maksssksksss231.jpg",
+    "maksssksksss676.jpg",
+    "maksssksksss705.jpg",
+    "maksssksksss706.jpg",
+]
 CROWD = "maksssksksss74.jpg"  # 26 annotated faces; 40 boxes came back before, overlapping ones among them
 
 
@@ -32,8 +38,12 @@ def classifier():
 
 
 def overlapping(found) -> list:
-    return [(a, b) for i, a in enumerate(found) for b in found[i + 1:]
-            if boxes.iou(a, b) >= faces.SAME_FACE_IOU or boxes.cover(a, b) >= faces.SAME_FACE_COVER]
+    return [
+        (a, b)
+        for i, a in enumerate(found)
+        for b in found[i + 1 :]
+        if boxes.iou(a, b) >= faces.SAME_FACE_IOU or boxes.cover(a, b) >= faces.SAME_FACE_COVER
+    ]
 
 
 @pytest.mark.parametrize("name", MASKED_CROWDS)
@@ -54,8 +64,11 @@ def test_the_crowd_gets_one_box_a_face_and_no_more_boxes_than_faces(classifier, 
     false = [b for b in found if all(boxes.iou(b, t.box) < scenes.MIN_IOU for t in scene.faces)]
     assert len(false) <= 1, false
     # the doubtful boxes are listed apart, unlabelled, and none of them is a face the finders agree on
-    assert all("label" not in d and (d["face_score"] < 1 or min(d["box"][2] - d["box"][0], d["box"][3] - d["box"][1])
-                                     < faces.MIN_LABEL_SIDE) for d in r["doubtful"])
+    assert all(
+        "label" not in d
+        and (d["face_score"] < 1 or min(d["box"][2] - d["box"][0], d["box"][3] - d["box"][1]) < faces.MIN_LABEL_SIDE)
+        for d in r["doubtful"]
+    )
 
 
 def camera_frame(crop: Image.Image, height_share: float, rng, at: tuple[int, int] | None = None) -> Image.Image:
@@ -120,13 +133,17 @@ def test_rnet_with_no_candidates_answers_without_an_error(capfd):
 def test_the_verdict_follows_the_labelled_faces_and_never_an_uncertain_one():
     def f(label):
         return {"label": label}
+
     assert infer.verdict([f("with_mask"), f("with_mask")]) == "with_mask"
     assert infer.verdict([f("with_mask"), f("without_mask")]) == "without_mask"
     assert infer.verdict([f("with_mask"), f(config.UNCERTAIN)]) == "with_mask"
     assert infer.verdict([f(config.UNCERTAIN)]) == config.UNCERTAIN
     assert infer.verdict([]) == "no_face"
-    assert infer.counts([f("with_mask"), f(config.UNCERTAIN)]) == {"with_mask": 1, "without_mask": 0,
-                                                                   config.UNCERTAIN: 1}
+    assert infer.counts([f("with_mask"), f(config.UNCERTAIN)]) == {
+        "with_mask": 1,
+        "without_mask": 0,
+        config.UNCERTAIN: 1,
+    }
 
 
 def test_a_middling_p_mask_is_uncertain_at_any_threshold(classifier):
@@ -158,5 +175,5 @@ def test_tags_on_a_crowd_never_overlap_each_other_nor_a_face(classifier, by_name
         assert len(tags) == len(r["faces"]) >= 10
         assert drawn.width >= 900  # a small photo is enlarged so a crowd's numbers are readable
         for i, tag in enumerate(tags):
-            assert all(boxes.intersection(tag, other) == 0 for other in tags[i + 1:]), scene.image.name
+            assert all(boxes.intersection(tag, other) == 0 for other in tags[i + 1 :]), scene.image.name
             assert all(boxes.intersection(tag, box) == 0 for box in face_boxes), scene.image.name

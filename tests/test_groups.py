@@ -1,4 +1,5 @@
 """Near-duplicate groups hold copies of one photo, and nothing else; the split keeps them together and stays put."""
+
 import itertools
 import json
 import re
@@ -68,8 +69,10 @@ def test_copies_filed_under_both_labels_are_label_conflicts_on_one_side(tmp_path
         assert len(set(table.loc[table["path"].isin([f["path"] for f in c["files"]]), "split"])) == 1
     out = json.loads(cli("scan", "--data", tmp_path, "--json", check=True).stdout)
     assert len(out["label_conflicts"]) == 2 and out["n_images"] == 18
-    assert sorted(map(sorted, out["groups"])) == [["with_mask/photo3.jpg", "without_mask/mislabelled_copy.jpg"],
-                                                  ["with_mask/photo5.jpg", "without_mask/mislabelled_file.jpg"]]
+    assert sorted(map(sorted, out["groups"])) == [
+        ["with_mask/photo3.jpg", "without_mask/mislabelled_copy.jpg"],
+        ["with_mask/photo5.jpg", "without_mask/mislabelled_file.jpg"],
+    ]
     assert set(out["split"].values()) <= {"train", "val"} and len(out["split"]) == 18
 
 
@@ -92,15 +95,19 @@ def test_adding_photos_leaves_the_old_files_where_they_were(tmp_path):
 
 # ---------------------------------------------------------------- the shared 12k data set
 
+
 def _augmented_id(path: str):
     m = re.search(r"Augmented_(\d+)_", Path(path).name)
     return m.group(1) if m else None
 
 
 @pytest.mark.shared
-@pytest.mark.xfail(strict=True, reason="known gap: 96.2% of the Augmented_ family pairs grouped, 1.5% of the "
-                   "families straddle the split (goals 98% and 1%); heavily recoloured or pixelated copies are "
-                   "not look-alike candidates or fall short of MIN_INLIERS (2026-11-26)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: 96.2% of the Augmented_ family pairs grouped, 1.5% of the "
+    "families straddle the split (goals 98% and 1%); heavily recoloured or pixelated copies are "
+    "not look-alike candidates or fall short of MIN_INLIERS (2026-11-26)",
+)
 def test_augmented_families_are_grouped_whole(facemask_dir):
     table = dataset.scan(facemask_dir)
     fam = table["path"].map(_augmented_id)

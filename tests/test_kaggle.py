@@ -1,6 +1,7 @@
 """The Kaggle download: a process of its own holds the credentials, reports progress, can be stopped, and
 says why it failed. Kaggle itself is played by tests/kaggle_server.py (no network here); the download
 process, the `kaggle` library in it and the unpacking are the real ones."""
+
 import os
 import subprocess
 import sys
@@ -47,8 +48,7 @@ def _processes_with(text: str) -> list[int]:
     return found
 
 
-def test_the_download_alone_holds_the_credentials_and_the_server_process_is_untouched(upstream, tmp_path,
-                                                                                        monkeypatch):
+def test_the_download_alone_holds_the_credentials_and_the_server_process_is_untouched(upstream, tmp_path, monkeypatch):
     stdin, seen = sys.stdin, []
     with FakeKaggle(upstream, monkeypatch, pause=True) as fake:
         _answer_with_size(monkeypatch, fake)
@@ -59,9 +59,17 @@ def test_the_download_alone_holds_the_credentials_and_the_server_process_is_unto
                 assert not {"KAGGLE_USERNAME", "KAGGLE_KEY"} & set(os.environ)
                 assert sys.stdin is stdin
                 # a process this server starts meanwhile (a training: runs.start passes its environment on)
-                child = subprocess.run([sys.executable, "-c", "import os; print(sorted(k for k in os.environ "
-                                        "if k.startswith('KAGGLE_U') or k.startswith('KAGGLE_K')))"],
-                                       capture_output=True, text=True, check=True)
+                child = subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import os; print(sorted(k for k in os.environ "
+                        "if k.startswith('KAGGLE_U') or k.startswith('KAGGLE_K')))",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 assert child.stdout.strip() == "[]"
                 downloaders = _processes_with("maskdet.kaggle")
                 assert len(downloaders) == 1 and downloaders[0] != os.getpid()

@@ -1,6 +1,7 @@
 """The load test of the running app (benchmarks/bench_load.py), small and bounded: tabs classify at once
 while another watches a live run; every upload is answered, the broken ones with their message, nothing
 fails, and the server loads the model once however many sessions use it."""
+
 import json
 import os
 import subprocess
@@ -19,9 +20,28 @@ def test_parallel_tabs_are_all_answered_and_the_model_is_loaded_once():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing in CI")
         pytest.skip(f"{CHROMIUM} not installed")
-    proc = subprocess.run([sys.executable, "benchmarks/bench_load.py", "--tabs", "3", "--watchers", "1",
-                           "--uploads", "3", "--rounds", "2", "--timeout", "150", "--json"],
-                          cwd=PROJECT, capture_output=True, text=True, timeout=840, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/bench_load.py",
+            "--tabs",
+            "3",
+            "--watchers",
+            "1",
+            "--uploads",
+            "3",
+            "--rounds",
+            "2",
+            "--timeout",
+            "150",
+            "--json",
+        ],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=840,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     for r in report["rounds"]:

@@ -1,4 +1,5 @@
 """The classifier and loading models safely."""
+
 import numpy as np
 import pytest
 
@@ -24,8 +25,9 @@ def test_saved_model_loads_safely_and_classifies_every_input(tmp_path):
     clf = infer.Classifier.load(path)
     face = tmp_path / "face.png"
     synthetic_face(True, 3).save(face)
-    results = clf.classify_crops([face, face.read_bytes(), b"garbage", tmp_path / "missing.jpg",
-                                  synthetic_face(False, 4)])
+    results = clf.classify_crops(
+        [face, face.read_bytes(), b"garbage", tmp_path / "missing.jpg", synthetic_face(False, 4)]
+    )
     assert [r["error"] is None for r in results] == [True, True, False, False, True]
     assert results[0]["p_mask"] == pytest.approx(results[1]["p_mask"], abs=1e-6)
     assert results[0]["label"] in config.CLASS_NAMES
@@ -50,13 +52,20 @@ def test_bad_model_files_are_refused_with_a_reason(tmp_path):
     small.save(tmp_path / "small.keras")
     with pytest.raises(infer.ModelError, match=r"takes input \(64, 64, 3\)"):
         infer.load_model(tmp_path / "small.keras")
-    two = keras.Sequential([keras.Input(config.INPUT_SHAPE), keras.layers.GlobalAveragePooling2D(),
-                            keras.layers.Dense(2)])
+    two = keras.Sequential(
+        [keras.Input(config.INPUT_SHAPE), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)]
+    )
     two.save(tmp_path / "two.keras")
     with pytest.raises(infer.ModelError, match="outputs"):
         infer.load_model(tmp_path / "two.keras")
-    lam = keras.Sequential([keras.Input(config.INPUT_SHAPE), keras.layers.Lambda(lambda x: x * 2),
-                            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)])
+    lam = keras.Sequential(
+        [
+            keras.Input(config.INPUT_SHAPE),
+            keras.layers.Lambda(lambda x: x * 2),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(1),
+        ]
+    )
     lam.save(tmp_path / "lambda.keras")
     with pytest.raises(infer.ModelError, match="Lambda"):
         infer.load_model(tmp_path / "lambda.keras")

@@ -1,4 +1,5 @@
 """Promoting runs to the active model, rolling back; thumbnails, face boxes and saliency maps."""
+
 import io
 import json
 from pathlib import Path
@@ -14,13 +15,39 @@ def fake_run(runs_dir, name, payload: bytes, state="done", accuracy=0.9):
     """A finished run folder whose model.keras holds `payload` (promotion copies bytes, it never loads them)."""
     run_dir = runs_dir / name
     run_dir.mkdir(parents=True)
-    files.write_json_atomic(run_dir / "params.json", {"data": "/data/facemask", "epochs": 3, "batch_size": 64,
-                                                      "alpha": 0.25, "learning_rate": 0.002, "val_fraction": 0.2,
-                                                      "limit": None})
-    files.write_json_atomic(run_dir / "status.json", {"run_id": name, "state": state, "completed_epochs": 3,
-                                                      "train_images": 800, "val_images": 200, "val_accuracy": accuracy})
-    files.write_json_atomic(run_dir / "evaluation.json", {"accuracy": accuracy, "balanced_accuracy": accuracy, "n": 200,
-                                                          "confusion_matrix": [[90, 10], [10, 90]], "threshold": 0.5})
+    files.write_json_atomic(
+        run_dir / "params.json",
+        {
+            "data": "/data/facemask",
+            "epochs": 3,
+            "batch_size": 64,
+            "alpha": 0.25,
+            "learning_rate": 0.002,
+            "val_fraction": 0.2,
+            "limit": None,
+        },
+    )
+    files.write_json_atomic(
+        run_dir / "status.json",
+        {
+            "run_id": name,
+            "state": state,
+            "completed_epochs": 3,
+            "train_images": 800,
+            "val_images": 200,
+            "val_accuracy": accuracy,
+        },
+    )
+    files.write_json_atomic(
+        run_dir / "evaluation.json",
+        {
+            "accuracy": accuracy,
+            "balanced_accuracy": accuracy,
+            "n": 200,
+            "confusion_matrix": [[90, 10], [10, 90]],
+            "threshold": 0.5,
+        },
+    )
     if state != "failed":
         (run_dir / "model.keras").write_bytes(payload)
     return run_dir
@@ -113,8 +140,10 @@ def test_thumbnails_are_small_jpegs_and_unreadable_files_get_a_placeholder(tmp_p
 
 def test_face_boxes_are_drawn_in_their_label_colour_and_counted():
     photo = Image.new("RGB", (400, 300), "white")
-    faces = [{"box": (20, 60, 120, 180), "label": "with_mask", "p_mask": 0.97},
-             {"box": (250, 80, 350, 200), "label": "without_mask", "p_mask": 0.1}]
+    faces = [
+        {"box": (20, 60, 120, 180), "label": "with_mask", "p_mask": 0.97},
+        {"box": (250, 80, 350, 200), "label": "without_mask", "p_mask": 0.1},
+    ]
     drawn = np.asarray(gallery.draw_faces(photo, faces))
     green, red = (np.array(Image.new("RGB", (1, 1), gallery.COLOURS[c]).getpixel((0, 0))) for c in config.CLASS_NAMES)
     assert (np.abs(drawn[120, 20].astype(int) - green) < 10).all()  # left edge of the first box
@@ -153,8 +182,16 @@ def test_a_model_that_answers_one_class_for_everything_is_degenerate():
 def test_a_degenerate_model_is_promoted_only_when_forced_and_its_card_says_why(tmp_path, shelf):
     dest, card = shelf
     run = fake_run(tmp_path / "runs", "20260101-000000-eeee", b"model E", accuracy=0.627)
-    files.write_json_atomic(run / "evaluation.json", {"accuracy": 0.627, "balanced_accuracy": 0.5, "n": 150,
-                                                      "confusion_matrix": [[94, 0], [56, 0]], "threshold": 0.5})
+    files.write_json_atomic(
+        run / "evaluation.json",
+        {
+            "accuracy": 0.627,
+            "balanced_accuracy": 0.5,
+            "n": 150,
+            "confusion_matrix": [[94, 0], [56, 0]],
+            "threshold": 0.5,
+        },
+    )
     with pytest.raises(models.DegenerateModel, match="constant output"):
         models.promote(run, dest, card)
     assert not dest.exists()
@@ -204,6 +241,7 @@ def test_curves_of_a_near_perfect_model_are_zoomed_to_where_they_bend():
 
 # ---------------------------------------------------------------- what a model was trained on (issue 16, item 3)
 
+
 def test_the_card_names_folders_relative_to_the_project_and_keeps_the_datas_fingerprint(tmp_path, shelf):
     dest, card = shelf
     run = fake_run(tmp_path / "runs", "20260101-000000-ffff", b"model F")
@@ -222,8 +260,10 @@ def test_a_model_is_told_apart_from_data_by_fingerprint_not_by_folder(tmp_path, 
     import shutil
 
     fingerprint = dataset.fingerprint(dataset.scan(tiny_dataset), tiny_dataset)
-    files.write_json_atomic(config.MODEL_CARD, {"data": "/the/training/machine/faces", "data_fingerprint": fingerprint,
-                                                "split": {"val_fraction": 0.3}})
+    files.write_json_atomic(
+        config.MODEL_CARD,
+        {"data": "/the/training/machine/faces", "data_fingerprint": fingerprint, "split": {"val_fraction": 0.3}},
+    )
     trained = models.training_data(config.DEFAULT_MODEL)
     assert trained == {"data": Path("/the/training/machine/faces"), "fingerprint": fingerprint, "val_fraction": 0.3}
     copy = shutil.copytree(tiny_dataset, tmp_path / "clone" / "faces")
@@ -251,6 +291,7 @@ def test_the_shipped_card_carries_the_fingerprint_a_run_on_its_data_records(trai
 
 # ---------------------------------------------------------------- predictions kept on disk (issue 16, item 5)
 
+
 def test_predictions_are_kept_on_disk_by_model_and_data_and_a_restart_reads_them_back(tmp_path, tiny_dataset):
     import subprocess
     import sys
@@ -273,11 +314,18 @@ def test_predictions_are_kept_on_disk_by_model_and_data_and_a_restart_reads_them
     again = evaluate.stored_predictions(path, val, lambda: pytest.fail("the model was loaded again"))
     np.testing.assert_array_equal(again["p_mask"], first["p_mask"])
     # a restart: a new process reads them back without TensorFlow
-    script = ("import sys; from maskdet import dataset, evaluate; t = dataset.scan(sys.argv[2]); "
-              "p = evaluate.stored_predictions(sys.argv[1], t[t['split'] == 'val'], lambda: sys.exit('model loaded'));"
-              "print(' '.join(f'{v:.6f}' for v in p['p_mask'])); print('tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", script, str(path), str(tiny_dataset)], capture_output=True, text=True,
-                         cwd=config.PROJECT_DIR, check=True).stdout.split("\n")
+    script = (
+        "import sys; from maskdet import dataset, evaluate; t = dataset.scan(sys.argv[2]); "
+        "p = evaluate.stored_predictions(sys.argv[1], t[t['split'] == 'val'], lambda: sys.exit('model loaded'));"
+        "print(' '.join(f'{v:.6f}' for v in p['p_mask'])); print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(tiny_dataset)],
+        capture_output=True,
+        text=True,
+        cwd=config.PROJECT_DIR,
+        check=True,
+    ).stdout.split("\n")
     assert out[0] == " ".join(f"{v:.6f}" for v in first["p_mask"]) and out[1] == "False"
     # another image or another model file: computed afresh
     changed = val.assign(hash=val["hash"].where(val.index != val.index[0], "0" * 40))
@@ -304,6 +352,10 @@ def test_heat_maps_are_kept_on_disk_per_model_file_and_read_back_without_the_mod
     first = saliency.stored_grad_cam(path, list(table["hash"]), lambda i: pixels[i], lambda: loaded)
     direct = saliency.grad_cam(loaded, np.stack(pixels))
     assert first.shape == (3, *config.IMAGE_SIZE) and np.abs(first - direct).max() <= 0.5 / 255 + 1e-6
-    again = saliency.stored_grad_cam(path, list(table["hash"]), lambda i: pytest.fail("decoded again"),
-                                     lambda: pytest.fail("the model was loaded again"))
+    again = saliency.stored_grad_cam(
+        path,
+        list(table["hash"]),
+        lambda i: pytest.fail("decoded again"),
+        lambda: pytest.fail("the model was loaded again"),
+    )
     np.testing.assert_array_equal(again, first)

@@ -1,4 +1,5 @@
 """Bad input, faults and concurrency: every case gets a clear message, nothing is lost, nothing crashes."""
+
 import io
 import json
 import os
@@ -21,8 +22,10 @@ from maskdet import config, dataset, files, images, infer, model as model_lib, m
 
 def huge_png(width=20000, height=20000) -> bytes:
     """A valid PNG header announcing width x height (a decompression bomb), with one tiny data chunk."""
+
     def chunk(kind, payload):
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
@@ -68,8 +71,16 @@ def bad_inputs(tmp_path) -> dict[str, Path]:
     return files
 
 
-EXPECT_ERROR = {"text.jpg", "doc.pdf", "random.png", "empty.jpg", "truncated.jpg", "truncated.png", "bomb.png",
-                "tiny.png"}
+EXPECT_ERROR = {
+    "text.jpg",
+    "doc.pdf",
+    "random.png",
+    "empty.jpg",
+    "truncated.jpg",
+    "truncated.png",
+    "bomb.png",
+    "tiny.png",
+}
 
 
 def test_every_bad_image_gets_a_clear_reason_and_odd_ones_are_read(tmp_path):
@@ -104,8 +115,9 @@ def test_a_batch_with_bad_inputs_still_classifies_the_good_ones(tmp_path):
 def test_cli_predict_reports_each_bad_input_on_its_line(tmp_path):
     model_lib.make_model("mobilenet_scratch", alpha=0.25).save(tmp_path / "m.keras")
     files = bad_inputs(tmp_path)
-    proc = cli("predict", "--model", tmp_path / "m.keras", "--json", "--crop", *files.values(),
-               tmp_path / "missing.jpg")
+    proc = cli(
+        "predict", "--model", tmp_path / "m.keras", "--json", "--crop", *files.values(), tmp_path / "missing.jpg"
+    )
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [Path(line["path"]).name for line in lines] == [*files, "missing.jpg"]
     for line in lines:
@@ -124,7 +136,9 @@ def test_odd_dataset_folders_are_read_or_refused_with_a_reason(tmp_path):
     assert len(table) == 15  # every file of the class folders, the non-image too
     bad = table[table["error"].notna()]
     assert dict(zip(bad["path"].map(lambda p: Path(p).name), bad["skipped"])) == {
-        "readme.txt": "not an image", "broken.png": "not an image"}  # "\x89PNG b..." is not PNG's signature
+        "readme.txt": "not an image",
+        "broken.png": "not an image",
+    }  # "\x89PNG b..." is not PNG's signature
     assert table["path"].str.contains("masqué ü").any()
     with pytest.raises(dataset.DatasetError, match="sub-folders seen: cats, dogs"):
         dataset.scan(make_dataset(tmp_path / "unknown", per_class=1, class_dirs=("cats", "dogs")), use_cache=False)
@@ -172,9 +186,11 @@ def test_status_writes_are_atomic_under_sigkill(tmp_path):
     """A writer killed at random moments leaves the old or the new status, never a torn file."""
     target = tmp_path / "status.json"
     files.write_json_atomic(target, {"n": -1, "pad": "x"})
-    writer = ("import sys; from maskdet import files; from pathlib import Path\n"
-              "i = 0\nwhile True:\n"
-              "    files.write_json_atomic(Path(sys.argv[1]), {'n': i, 'pad': 'x' * 200000}); i += 1\n")
+    writer = (
+        "import sys; from maskdet import files; from pathlib import Path\n"
+        "i = 0\nwhile True:\n"
+        "    files.write_json_atomic(Path(sys.argv[1]), {'n': i, 'pad': 'x' * 200000}); i += 1\n"
+    )
     seen = set()
     rng = np.random.default_rng(1)
     for _ in range(15):
@@ -196,13 +212,15 @@ def test_promotion_and_rollback_killed_at_any_moment_leave_whole_files(tmp_path)
     run_a = fake_run(tmp_path / "runs", "20260101-000000-aaaa", big_a)
     run_b = fake_run(tmp_path / "runs", "20260101-000000-bbbb", big_b)
     dest, card = tmp_path / "models" / "maskdet.keras", tmp_path / "models" / "maskdet.card.json"
-    worker = ("import sys; from maskdet import models; from pathlib import Path\n"
-              "a, b, dest, card = map(Path, sys.argv[1:])\n"
-              "while True:\n"
-              "    for run in (b, a):\n"
-              "        try:\n            models.promote(run, dest, card)\n"
-              "        except models.PromotionError:  # already active: roll back instead\n"
-              "            models.rollback(dest, card)\n")
+    worker = (
+        "import sys; from maskdet import models; from pathlib import Path\n"
+        "a, b, dest, card = map(Path, sys.argv[1:])\n"
+        "while True:\n"
+        "    for run in (b, a):\n"
+        "        try:\n            models.promote(run, dest, card)\n"
+        "        except models.PromotionError:  # already active: roll back instead\n"
+        "            models.rollback(dest, card)\n"
+    )
     models.promote(run_a, dest, card)  # an active model from the start, whenever the first kill comes
     rng = np.random.default_rng(2)
     seen = set()
@@ -222,10 +240,24 @@ def test_promotion_and_rollback_killed_at_any_moment_leave_whole_files(tmp_path)
 def test_two_simultaneous_starts_give_exactly_one_run(tmp_path):
     dataset = make_dataset(tmp_path / "faces", per_class=16)
     runs_dir = tmp_path / "runs"
-    args = [sys.executable, "-m", "maskdet", "train", "--data", str(dataset), "--epochs", "50", "--batch-size", "8",
-            "--runs-dir", str(runs_dir), "--background"]
-    procs = [subprocess.Popen(args, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    args = [
+        sys.executable,
+        "-m",
+        "maskdet",
+        "train",
+        "--data",
+        str(dataset),
+        "--epochs",
+        "50",
+        "--batch-size",
+        "8",
+        "--runs-dir",
+        str(runs_dir),
+        "--background",
+    ]
+    procs = [
+        subprocess.Popen(args, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     codes = sorted(p.returncode for p in procs)
     try:

@@ -1,4 +1,5 @@
 """Training runs as folders: live metrics, cancel, kill and resume, one training at a time."""
+
 import json
 import os
 import signal
@@ -34,8 +35,22 @@ def epoch_lines(run_dir):
 
 
 def test_a_run_records_params_status_metrics_and_models(dataset, tmp_path):
-    proc = cli("train", "--data", dataset, "--epochs", 2, "--head-epochs", 1, "--input-size", 96, "--batch-size", 16,
-               "--runs-dir", tmp_path / "runs", check=True)  # the pretrained recipe: head, then fine-tuning
+    proc = cli(
+        "train",
+        "--data",
+        dataset,
+        "--epochs",
+        2,
+        "--head-epochs",
+        1,
+        "--input-size",
+        96,
+        "--batch-size",
+        16,
+        "--runs-dir",
+        tmp_path / "runs",
+        check=True,
+    )  # the pretrained recipe: head, then fine-tuning
     run_dir = Path(proc.stdout.strip().splitlines()[0])
     assert run_dir.parent == tmp_path / "runs"
     assert "epoch 2:" in proc.stderr
@@ -60,8 +75,18 @@ def test_a_run_records_params_status_metrics_and_models(dataset, tmp_path):
 
 
 def test_cancel_stops_within_a_batch_or_so_and_keeps_what_it_learned(dataset, tmp_path):
-    run_dir = runs.start(dataset, tmp_path / "runs", epochs=200, batch_size=8, alpha=0.25, learning_rate=1e-3,
-                         val_fraction=0.2, limit=None, augment=True, seed=0)
+    run_dir = runs.start(
+        dataset,
+        tmp_path / "runs",
+        epochs=200,
+        batch_size=8,
+        alpha=0.25,
+        learning_rate=1e-3,
+        val_fraction=0.2,
+        limit=None,
+        augment=True,
+        seed=0,
+    )
     wait_for(lambda: len(epoch_lines(run_dir)) >= 1)
     runs.cancel(run_dir)
     asked = time.time()
@@ -77,10 +102,24 @@ def test_cancel_stops_within_a_batch_or_so_and_keeps_what_it_learned(dataset, tm
 
 def test_killed_run_shows_failed_and_resumes_from_its_checkpoint(dataset, tmp_path):
     runs_dir = tmp_path / "runs"
-    run_dir = runs.start(dataset, runs_dir, epochs=4, batch_size=8, alpha=0.25, learning_rate=1e-3,
-                         val_fraction=0.2, limit=None, augment=True, seed=0)
-    wait_for(lambda: runs.status(run_dir).get("completed_epochs", 0) >= 1 and
-             len(runs.metrics(run_dir)) > len(epoch_lines(run_dir)) + 2 * runs.status(run_dir)["steps_per_epoch"] - 8)
+    run_dir = runs.start(
+        dataset,
+        runs_dir,
+        epochs=4,
+        batch_size=8,
+        alpha=0.25,
+        learning_rate=1e-3,
+        val_fraction=0.2,
+        limit=None,
+        augment=True,
+        seed=0,
+    )
+    wait_for(
+        lambda: (
+            runs.status(run_dir).get("completed_epochs", 0) >= 1
+            and len(runs.metrics(run_dir)) > len(epoch_lines(run_dir)) + 2 * runs.status(run_dir)["steps_per_epoch"] - 8
+        )
+    )
     pid = runs.status(run_dir)["pid"]
     os.kill(pid, signal.SIGKILL)
     st = wait_for(lambda: (s := runs.status(run_dir))["state"] != "running" and s, timeout=30)
@@ -89,8 +128,15 @@ def test_killed_run_shows_failed_and_resumes_from_its_checkpoint(dataset, tmp_pa
     assert done_before >= 1
     infer.load_model(run_dir / "checkpoint.keras")  # intact after the kill
     # resume reads the run's own data folder: no default dataset needed (a fresh clone has none)
-    cli("train", "--resume", run_dir.name, "--runs-dir", runs_dir, check=True,
-        env={"MASKDET_DATA": str(tmp_path / "no-such-folder")})
+    cli(
+        "train",
+        "--resume",
+        run_dir.name,
+        "--runs-dir",
+        runs_dir,
+        check=True,
+        env={"MASKDET_DATA": str(tmp_path / "no-such-folder")},
+    )
     assert runs.status(run_dir)["state"] == "done"
     epochs = [m["epoch"] for m in epoch_lines(run_dir)]
     assert epochs == list(range(1, 5)), epochs  # resumed at done_before + 1, nothing repeated
@@ -99,12 +145,32 @@ def test_killed_run_shows_failed_and_resumes_from_its_checkpoint(dataset, tmp_pa
 
 def test_only_one_training_at_a_time(dataset, tmp_path):
     runs_dir = tmp_path / "runs"
-    first = runs.start(dataset, runs_dir, epochs=200, batch_size=8, alpha=0.25, learning_rate=1e-3,
-                       val_fraction=0.2, limit=None, augment=True, seed=0)
+    first = runs.start(
+        dataset,
+        runs_dir,
+        epochs=200,
+        batch_size=8,
+        alpha=0.25,
+        learning_rate=1e-3,
+        val_fraction=0.2,
+        limit=None,
+        augment=True,
+        seed=0,
+    )
     try:
         with pytest.raises(runs.RunError, match="already running"):
-            runs.start(dataset, runs_dir, epochs=1, batch_size=8, alpha=0.25, learning_rate=1e-3,
-                       val_fraction=0.2, limit=None, augment=True, seed=0)
+            runs.start(
+                dataset,
+                runs_dir,
+                epochs=1,
+                batch_size=8,
+                alpha=0.25,
+                learning_rate=1e-3,
+                val_fraction=0.2,
+                limit=None,
+                augment=True,
+                seed=0,
+            )
         proc = cli("train", "--data", dataset, "--epochs", 1, "--runs-dir", runs_dir)
         assert proc.returncode == 2 and "already running" in proc.stderr and "Traceback" not in proc.stderr
         assert [r["run_id"] for r in runs.list_runs(runs_dir)] == [first.name]
@@ -116,8 +182,12 @@ def test_only_one_training_at_a_time(dataset, tmp_path):
 def test_expected_time_comes_from_finished_runs_here_else_from_the_shipped_card(tmp_path):
     """Issue 16 item 2: the time a run will take, from measured speed (seconds per image and epoch,
     scaled by the input's pixels), stated before Start."""
-    card = {"parameters": {"backbone": "mobilenet_v2", "input_size": 128}, "machine": "x86_64, 2 cores",
-            "training": {"elapsed_s": 860.0, "epochs": 6}, "split": {"train_images": 9000}}
+    card = {
+        "parameters": {"backbone": "mobilenet_v2", "input_size": 128},
+        "machine": "x86_64, 2 cores",
+        "training": {"elapsed_s": 860.0, "epochs": 6},
+        "split": {"train_images": 9000},
+    }
     seconds, source = runs.expected_seconds("mobilenet_v2", 128, 6, 9000, tmp_path, card=card)
     assert seconds == pytest.approx(860.0) and "shipped model" in source
     half = runs.expected_seconds("mobilenet_v2", 128, 3, 9000, tmp_path, card=card)[0]

@@ -4,6 +4,7 @@ allowed roots, run ids are names, and one visitor cannot take the classifier fro
 
 Real servers (`streamlit run`, checked through /proc/net/tcp and by connecting to this machine's own
 addresses only), real AppTest sessions of the app, and the core's functions."""
+
 import fcntl
 import hmac
 import ipaddress
@@ -31,6 +32,7 @@ TOKEN = "correct-horse-battery-staple-42"
 
 # ---------------------------------------------------------------- helpers
 
+
 def listening(port: int) -> list[ipaddress._BaseAddress]:
     """The local addresses of the sockets listening on TCP `port` (from /proc/net/tcp and tcp6)."""
     found = []
@@ -45,7 +47,7 @@ def listening(port: int) -> list[ipaddress._BaseAddress]:
             if state != "0A" or int(hexport, 16) != port:  # 0A: LISTEN
                 continue
             raw = bytes.fromhex(addr)  # the kernel writes each 32-bit word in host (little-endian) order
-            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, width, 4))
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4))
             found.append(ipaddress.ip_address(raw))
     return found
 
@@ -75,16 +77,21 @@ def answers(host: str, port: int) -> bool:
 
 def everything(at: AppTest) -> str:
     """All an AppTest session was sent (every element's message), as one string."""
+
     def walk(node):
         yield node
         for child in (getattr(node, "children", None) or {}).values():
             yield from walk(child)
+
     return "\n".join(str(getattr(n, "proto", "")) for root in (at.main, at.sidebar) for n in walk(root))
 
 
 def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "success", "title")
-             for e in getattr(at, kind)]
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "error", "warning", "info", "success", "title")
+        for e in getattr(at, kind)
+    ]
     return "\n".join(str(p) for p in parts)
 
 
@@ -137,6 +144,7 @@ def app(page: str, **state) -> AppTest:
 
 # ---------------------------------------------------------------- the server listens on loopback by default
 
+
 @pytest.mark.slow
 def test_the_server_started_as_the_readme_says_listens_on_loopback_only(tmp_path):
     env = {"MASKDET_MODELS": str(tmp_path / "models")}
@@ -158,10 +166,24 @@ def test_the_server_started_as_the_readme_says_listens_on_loopback_only(tmp_path
 
 # ---------------------------------------------------------------- the mode
 
-@pytest.mark.parametrize("address, loopback", [
-    ("127.0.0.1", True), ("localhost", True), ("::1", True), ("[::1]", True), ("127.0.0.2", True),
-    (None, False), ("", False), ("0.0.0.0", False), ("::", False), ("192.0.2.2", False),
-    ("unix:///tmp/maskdet.sock", False), ("workbench.example.org", False)])
+
+@pytest.mark.parametrize(
+    "address, loopback",
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("127.0.0.2", True),
+        (None, False),
+        ("", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.0.2.2", False),
+        ("unix:///tmp/maskdet.sock", False),
+        ("workbench.example.org", False),
+    ],
+)
 def test_the_mode_is_decided_from_the_servers_configured_address(address, loopback, monkeypatch):
     monkeypatch.delenv("MASKDET_SHARED", raising=False)
     assert access.is_loopback(address) is loopback
@@ -199,8 +221,10 @@ def test_classify_only_refuses_everything_but_classifying():
 
 # ---------------------------------------------------------------- the token in the app
 
-def test_a_shared_server_with_a_token_shows_only_the_token_form_until_it_is_given(shared, monkeypatch, tmp_path,
-                                                                                   models_dir):
+
+def test_a_shared_server_with_a_token_shows_only_the_token_form_until_it_is_given(
+    shared, monkeypatch, tmp_path, models_dir
+):
     monkeypatch.setenv("MASKDET_TOKEN", TOKEN)
     data_dir = make_dataset(tmp_path / "private-faces", per_class=4)
     fake_run(tmp_path / "runs", "20260101-000000-beef")
@@ -247,12 +271,14 @@ def test_the_token_can_come_from_streamlit_secrets(shared, models_dir):
 
 # ---------------------------------------------------------------- classify-only
 
+
 def test_a_shared_server_without_a_token_serves_classify_only(shared, tmp_path, models_dir):
     data_dir = make_dataset(tmp_path / "private-faces", per_class=4)
     run_dir = fake_run(tmp_path / "runs", "20260101-000000-beef")
     for page in ("dataset", "train", "evaluate", "classify"):  # deep links land on Classify
-        at = app(page, data_dir=str(data_dir), runs_dir=str(tmp_path / "runs"),
-                 model_path=str(run_dir / "model.keras")).run()
+        at = app(
+            page, data_dir=str(data_dir), runs_dir=str(tmp_path / "runs"), model_path=str(run_dir / "model.keras")
+        ).run()
         no_exceptions(at)
         assert [t.value for t in at.title] == ["Classify"], page
         assert "Classify only, read-only" in texts(at)
@@ -306,6 +332,7 @@ def test_the_pages_own_guards_refuse_browsing_training_and_promotion(address, al
 
 
 # ---------------------------------------------------------------- folders
+
 
 @pytest.fixture
 def roots(tmp_path, monkeypatch):
@@ -425,6 +452,7 @@ def test_the_command_line_refuses_run_ids_with_separators(tmp_path):
 
 # ---------------------------------------------------------------- limits
 
+
 def test_at_most_max_classifications_run_at_once():
     now, peak, lock = [0], [0], threading.Lock()
 
@@ -469,8 +497,7 @@ def test_a_session_has_a_bounded_number_of_uploads():
 
 
 @pytest.mark.slow
-def test_the_classify_page_holds_the_upload_limit_and_says_when_the_server_is_busy(tmp_path, models_dir,
-                                                                                   monkeypatch):
+def test_the_classify_page_holds_the_upload_limit_and_says_when_the_server_is_busy(tmp_path, models_dir, monkeypatch):
     shutil.copy(PROJECT / "models" / "maskdet.keras", models_dir / "maskdet.keras")  # the shipped model
     monkeypatch.setenv("MASKDET_MAX_UPLOADS", "2")
     monkeypatch.setattr(access, "SLOT_WAIT_S", 0.5)
@@ -507,6 +534,7 @@ def test_the_classify_page_holds_the_upload_limit_and_says_when_the_server_is_bu
 
 # ---------------------------------------------------------------- a real browser on a shared server
 
+
 @pytest.fixture(scope="module")
 def browser():
     yield from launch_browser(CHROMIUM_FLAGS)
@@ -515,8 +543,11 @@ def browser():
 @pytest.mark.slow
 def test_a_browser_on_the_network_needs_the_token_and_without_one_gets_classify_only(browser, tmp_path):
     data_dir = make_dataset(tmp_path / "private-faces", per_class=4)
-    env = {"MASKDET_MODELS": str(tmp_path / "models"), "MASKDET_DATA": str(data_dir),
-           "MASKDET_RUNS": str(tmp_path / "runs")}
+    env = {
+        "MASKDET_MODELS": str(tmp_path / "models"),
+        "MASKDET_DATA": str(data_dir),
+        "MASKDET_RUNS": str(tmp_path / "runs"),
+    }
     host = (own_addresses() or ["127.0.0.1"])[0]  # this machine's own network address, as a visitor reaches it
     context = browser.new_context()
     page = context.new_page()

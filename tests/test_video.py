@@ -6,6 +6,7 @@ faces. The scenes of CLIP_SCENES are ones whose every face the fast finder finds
 labels right in a clip of their own (52 of the first 60 scenes with faces of 60 px and more are, see
 docs/video.md): these tests check the video path (decoding, tracking, counting, writing), not the finder.
 """
+
 import json
 import re
 import time
@@ -21,11 +22,17 @@ from maskdet import config, tracking, video
 
 MASK, NO_MASK = config.CLASS_NAMES
 # 7 people: 4 with a mask, 3 without (maksssksksss499 holds one of each)
-CLIP_SCENES = ("maksssksksss106.jpg", "maksssksksss248.jpg", "maksssksksss140.jpg", "maksssksksss499.jpg",
-               "maksssksksss343.jpg")
+CLIP_SCENES = (
+    "maksssksksss106.jpg",
+    "maksssksksss248.jpg",
+    "maksssksksss140.jpg",
+    "maksssksksss499.jpg",
+    "maksssksksss343.jpg",
+)
 
 
 # ---------------------------------------------------------------- helpers
+
 
 class StubClassifier:
     """Says P(mask) = p for every face, after `delay` seconds (no TensorFlow)."""
@@ -79,6 +86,7 @@ def scene_clip(tmp_path_factory):
 
 # ---------------------------------------------------------------- counting people, not frames
 
+
 def test_a_person_seen_in_many_frames_counts_once_with_the_label_most_frames_gave():
     tracker = tracking.Tracker()
     for i in range(10):  # walking right 12 px an analysed frame; 3 of 10 frames say "no mask"
@@ -115,6 +123,7 @@ def test_a_one_frame_false_box_is_no_person_and_a_person_who_left_and_came_back_
 
 # ---------------------------------------------------------------- bad videos: one sentence, nothing left
 
+
 def _bad_videos(tmp):
     (tmp / "notes.mp4").write_text("these are my notes, not a video")
     (tmp / "empty.webm").write_bytes(b"")
@@ -122,7 +131,7 @@ def _bad_videos(tmp):
     (tmp / "truncated.mp4").write_bytes(whole[: len(whole) // 2])  # the index (moov) comes last: cut off
     blank = bytearray(whole)  # its picture stream intact, every frame's data zeroed: no frame decodes
     start = blank.index(b"mdat") + 4
-    blank[start:start + 4000] = bytes(len(blank[start:start + 4000]))
+    blank[start : start + 4000] = bytes(len(blank[start : start + 4000]))
     (tmp / "zero.mp4").write_bytes(bytes(blank))
     synthetic_clip(tmp / "huge.avi", frames=1, size=(4352, 2448), codec="mjpeg", fmt="avi")
     with av.open(str(tmp / "sound.mp4"), "w", format="mp4") as out:  # audio only: what a voice memo is
@@ -169,8 +178,9 @@ def test_the_command_line_refuses_a_bad_video_in_one_line_before_loading_a_model
     _bad_videos(tmp_path)
     before = set(tmp_path.iterdir())
     for name in ("notes.mp4", "truncated.mp4", "sound.mp4", "huge.avi"):
-        proc = cli("predict-video", tmp_path / name, "--out", tmp_path / "out.mp4", "--csv", tmp_path / "out.csv",
-                   timeout=120)
+        proc = cli(
+            "predict-video", tmp_path / name, "--out", tmp_path / "out.mp4", "--csv", tmp_path / "out.csv", timeout=120
+        )
         assert proc.returncode == 2, proc.stderr
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith(f"error: {name}: ") and "Traceback" not in proc.stderr
@@ -191,9 +201,14 @@ def test_a_video_cut_short_is_analysed_up_to_the_break(tmp_path):
 def test_a_cancelled_analysis_stops_at_once_and_keeps_what_it_did(tmp_path):
     clip = synthetic_clip(tmp_path / "clip.mp4", frames=60)
     seen = []
-    summary = video.analyse(clip, StubClassifier(), every=2, out=tmp_path / "annotated.mp4",
-                            progress=lambda done, total, elapsed: seen.append((done, total)),
-                            cancel=lambda: len(seen) >= 5)
+    summary = video.analyse(
+        clip,
+        StubClassifier(),
+        every=2,
+        out=tmp_path / "annotated.mp4",
+        progress=lambda done, total, elapsed: seen.append((done, total)),
+        cancel=lambda: len(seen) >= 5,
+    )
     assert summary["cancelled"] and summary["frames_analysed"] == 5 and summary["frames_decoded"] == 9
     assert seen[-1] == (9, 60) and not summary["broken"]
     with av.open(str(tmp_path / "annotated.mp4")) as got:  # a whole mp4 of the frames up to there
@@ -203,8 +218,11 @@ def test_a_cancelled_analysis_stops_at_once_and_keeps_what_it_did(tmp_path):
 
 def test_a_full_hd_video_is_analysed_at_720p_and_its_boxes_given_in_its_own_pixels(tmp_path, monkeypatch):
     clip = synthetic_clip(tmp_path / "hd.mp4", frames=3, size=(1920, 1080))
-    monkeypatch.setattr(video.FrameAnalyser, "find", lambda self, picture: [((100, 100, 200, 200), 0.9)]
-                        if picture.size == (1280, 720) else [])
+    monkeypatch.setattr(
+        video.FrameAnalyser,
+        "find",
+        lambda self, picture: [((100, 100, 200, 200), 0.9)] if picture.size == (1280, 720) else [],
+    )
     records = []
     summary = video.analyse(clip, StubClassifier(), every=1, on_frame=records.append)
     assert summary["work_size"] == [1280, 720] and len(records) == 3
@@ -241,6 +259,7 @@ def test_containers_are_told_by_their_first_bytes_not_their_names(tmp_path):
 
 
 # ---------------------------------------------------------------- the live camera
+
 
 def test_live_frames_come_back_at_once_while_the_newest_one_is_analysed():
     held = []
@@ -328,12 +347,19 @@ def test_webrtc_works_in_a_process_that_loaded_tensorflow_first():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", HANDSHAKE], capture_output=True, text=True, timeout=180,
-                          cwd=PROJECT, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-c", HANDSHAKE],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=PROJECT,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0 and "frame 640 480" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
 
 
 # ---------------------------------------------------------------- real faces: the command line and the page
+
 
 @pytest.mark.shared
 @pytest.mark.slow
@@ -381,8 +407,11 @@ def test_the_video_page_analyses_an_upload_and_survives_a_bad_one(scene_clip):
     next(b for b in at.button if b.key == "video_go").click().run()
     assert not at.exception and not at.error
     assert "### 7 people seen: 4 with mask, 3 without" in [m.value for m in at.markdown]
-    assert [b.label for b in at.get("download_button")] == ["Annotated video (mp4)", "Detections (CSV)",
-                                                            "Detections (JSON)"]
+    assert [b.label for b in at.get("download_button")] == [
+        "Annotated video (mp4)",
+        "Detections (CSV)",
+        "Detections (JSON)",
+    ]
     assert len(at.get("vega_lite_chart")) == 1 and len(at.get("video")) == 1
     st.cache_data.clear()
     st.cache_resource.clear()
@@ -419,8 +448,14 @@ def fake_camera_browser(tmp_path):
     need_shared(SCENES)
     scenes = pick_scenes(SCENES, n=2, min_side=60, names=CLIP_SCENES[3:])
     y4m = write_clip(scenes, tmp_path / "camera.y4m", seconds_each=3.0, fps=15, gap_s=0.5)
-    yield from launch_browser(CHROMIUM_FLAGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                                                f"--use-file-for-fake-video-capture={y4m}"])
+    yield from launch_browser(
+        CHROMIUM_FLAGS
+        + [
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}",
+        ]
+    )
 
 
 @pytest.mark.shared
@@ -516,6 +551,6 @@ def _label_colour_share(png) -> float:
     pixels = np.asarray(Image.open(png).convert("RGB"), np.int16).reshape(-1, 3)
     share = 0.0
     for colour in gallery.COLOURS.values():
-        rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+        rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
         share += float((np.abs(pixels - rgb).max(axis=1) < 40).mean())
     return share
