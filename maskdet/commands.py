@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import backbones, config, files, model as model_lib
+from . import backbones, config, model as model_lib
 
 
 def cmd_download(a):
@@ -111,9 +111,7 @@ def cmd_train(a):
         if not st["has_checkpoint"]:
             print(f"run {a.resume} has no checkpoint yet; it starts from epoch 1", file=sys.stderr)
     else:
-        run_dir = a.runs_dir / runs.new_run_id()
-        run_dir.mkdir(parents=True)
-        files.write_json_atomic(run_dir / "params.json", {"data": str(Path(a.data).expanduser().resolve()), **params})
+        run_dir = runs.create(a.data, a.runs_dir, params)
     print(run_dir, flush=True)
 
     def echo(r):

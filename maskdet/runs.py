@@ -195,6 +195,16 @@ def cancel(run_dir: Path) -> None:
     (run_dir / "CANCEL").write_text(now())
 
 
+def create(data_dir, runs_dir: Path, train_params: dict) -> Path:
+    """A new run's folder under runs_dir with its params.json (the data folder resolved); the caller holds
+    the runs folder's lock."""
+    run_dir = Path(runs_dir) / new_run_id()
+    run_dir.mkdir(parents=True)
+    data = str(Path(data_dir).expanduser().resolve())
+    files.write_json_atomic(run_dir / "params.json", {"data": data, **train_params})
+    return run_dir
+
+
 def start(data_dir, runs_dir: Path = config.RUNS_DIR, **train_params) -> Path:
     """Start a training run in its own process; returns its folder at once.
 
@@ -204,10 +214,7 @@ def start(data_dir, runs_dir: Path = config.RUNS_DIR, **train_params) -> Path:
     runs_dir = Path(runs_dir)
     fd = acquire_lock(runs_dir)
     try:
-        run_dir = runs_dir / new_run_id()
-        run_dir.mkdir(parents=True)
-        data = str(Path(data_dir).expanduser().resolve())
-        files.write_json_atomic(run_dir / "params.json", {"data": data, **train_params})
+        run_dir = create(data_dir, runs_dir, train_params)
         files.write_json_atomic(run_dir / "status.json", {"run_id": run_dir.name, "state": "queued", "created": now()})
         args = [sys.executable, "-m", "maskdet", "train", "--run-dir", str(run_dir), "--lock-fd", str(fd)]
         with open(run_dir / "log.txt", "ab") as log:
