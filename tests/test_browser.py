@@ -151,7 +151,7 @@ def test_every_page_draws_in_the_browser(page, server):
         page.get_by_text(expect).first.wait_for()
         settle(page)
         shot(page, {"Classify": "classify-start"}.get(name, name.lower()))
-    assert page.locator("[data-testid=stSidebarNav] a").count() == 4
+    assert page.locator("[data-testid=stSidebarNav] a").count() == 5  # Dataset, Train, Evaluate, Classify, Video
 
 
 def step_of(page) -> int:

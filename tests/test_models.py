@@ -292,9 +292,15 @@ def test_the_shipped_card_carries_the_fingerprint_a_run_on_its_data_records(trai
 # ---------------------------------------------------------------- predictions kept on disk (issue 16, item 5)
 
 
-def test_predictions_are_kept_on_disk_by_model_and_data_and_a_restart_reads_them_back(tmp_path, tiny_dataset):
+def test_predictions_are_kept_on_disk_by_model_and_data_and_a_restart_reads_them_back(
+    tmp_path, tiny_dataset, monkeypatch
+):
     import subprocess
     import sys
+
+    # a cache of its own: decoded pixels another test left in the project's cache would skip the reading
+    monkeypatch.setattr(config, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setenv("MASKDET_CACHE", str(tmp_path / "cache"))  # the restarted process's too
 
     from maskdet import backbones, evaluate, infer, model, train
 

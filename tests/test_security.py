@@ -567,7 +567,7 @@ def test_a_browser_on_the_network_needs_the_token_and_without_one_gets_classify_
             page.get_by_role("button", name="Sign in").click()
             page.wait_for_selector("h1:has-text('Dataset')")
             page.get_by_text("every visitor needs the access token").wait_for()
-            assert page.locator("[data-testid=stSidebarNav] a").count() == 4
+            assert page.locator("[data-testid=stSidebarNav] a").count() == 5  # every page, Video included
         with AppServer(env=env, address="0.0.0.0", log=tmp_path / "open.log") as server:
             page.goto(f"http://{host}:{server.port}/train")
             page.wait_for_selector("h1:has-text('Classify')")
