@@ -84,7 +84,6 @@ def evaluate_scenes(
     limit: int | None = None,
     progress=None,
     part: tuple[int, int] | None = None,
-    find=None,
 ) -> dict:
     """Find and classify the faces of every annotated photo; score them against the annotations.
 
@@ -94,8 +93,7 @@ def evaluate_scenes(
     other; a face labelled uncertain is found, not right). A false box is a face the app reports that
     overlaps no annotated face of any size or class at IoU >= MIN_IOU; a duplicate is a second box
     on one annotated face. `part` (k, n) takes the photos whose place in file order is k modulo n
-    (the two halves: (0, 2) and (1, 2)); `find` replaces the face finder (image -> [Face]) to compare
-    settings.
+    (the two halves: (0, 2) and (1, 2)).
     """
     from .infer import classify_photo
 
@@ -111,10 +109,7 @@ def evaluate_scenes(
     duplicates, single_face_photos, single_face_duplicates = 0, 0, 0
     errors = []
     for n, scene in enumerate(scenes, 1):
-        if find is None:
-            result = classify_photo(classifier, scene.image, mode="scene")
-        else:
-            result = _classify_found(classifier, scene.image, find)
+        result = classify_photo(classifier, scene.image, mode="scene")
         if result["error"]:
             errors.append(result["error"])
             continue
@@ -180,24 +175,6 @@ def evaluate_scenes(
         single_face_duplicates=single_face_duplicates,
     )
     return report
-
-
-def _classify_found(classifier, path, find) -> dict:
-    """classify_photo's scene mode with another face finder (image -> [Face])."""
-    import numpy as np
-
-    from .infer import _face_label
-
-    image = images.open_image(path)
-    found = [f for f in find(image) if getattr(f, "confirmed", True)]
-    if not found:
-        return {"faces": [], "error": None}
-    crops = faces.face_crops(image, [f.box for f in found])
-    probs = classifier.probs(np.stack([images.to_array(c) for c in crops]))
-    return {
-        "faces": [{"box": list(f.box), "label": _face_label(classifier, float(p))} for f, p in zip(found, probs)],
-        "error": None,
-    }
 
 
 def scene_face_crops(
