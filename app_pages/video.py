@@ -1,5 +1,6 @@
 """The Video page: the browser's camera live, or a video file, with each face boxed and labelled and the
-people counted over time. maskdet.video does the work; this page draws."""
+people counted over time. maskdet.video_analysis (files) and maskdet.camera (live) do the work; this page
+draws."""
 
 import os
 
@@ -8,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from maskdet import access, config, tracking, video
+from maskdet import access, camera, config, tracking, video, video_analysis
 
 FINDER_WORDS = {"fast": "Fast (BlazeFace)", "balanced": "Balanced (+ MTCNN)", "thorough": "Thorough (as for photos)"}
 # The people table: each person's track, as the annotated video numbers them (#3).
@@ -48,7 +49,7 @@ def choices() -> tuple[str, str]:
     source = left.radio("Source", ["Live camera", "Video file"], horizontal=True, key="video_source")
     finder = right.selectbox(
         "Face finder",
-        video.FINDERS,
+        config.VIDEO_FINDERS,
         format_func=FINDER_WORDS.get,
         key="video_finder",
         help="Fast keeps up with a camera (about 15 ms a frame here) but misses more small and "
@@ -96,30 +97,30 @@ def live(classifier, model_path: str, finder: str):
     live_readout(analyser, ctx.state.playing)
 
 
-# streamlit-webrtc, imported after aiortc's SRTP library is made safe beside TensorFlow (video.import_webrtc
+# streamlit-webrtc, imported after aiortc's SRTP library is made safe beside TensorFlow (camera.import_webrtc
 # says why: without it the server died as this page imported streamlit-webrtc).
 def webrtc():
-    video.import_webrtc()
+    camera.import_webrtc()
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
     return WebRtcMode, webrtc_streamer
 
 
 # One analyser per session, model and finder (it holds the tracker, so the counts survive reruns).
-def live_analyser(classifier, model_path: str, finder: str) -> video.LiveAnalyser:
+def live_analyser(classifier, model_path: str, finder: str) -> camera.LiveAnalyser:
     key = (model_path, finder)
     held = st.session_state.get("live_analyser")
     if held is None or held[0] != key:
         if held is not None:
             held[1].stop()
         # one of the server's classification slots while the stream runs (freed a few seconds after it stops)
-        held = (key, video.LiveAnalyser(classifier, finder, slot=lambda: access.classification_slot(wait=5)))
+        held = (key, camera.LiveAnalyser(classifier, finder, slot=lambda: access.classification_slot(wait=5)))
         st.session_state["live_analyser"] = held
     return held[1]
 
 
 # Frames a second, latency, faces in view and people seen, refreshed every second while the camera runs.
-def live_readout(analyser: video.LiveAnalyser, playing: bool):
+def live_readout(analyser: camera.LiveAnalyser, playing: bool):
     @st.fragment(run_every=1.0 if playing else None)
     def readout():
         s = analyser.stats()
@@ -173,7 +174,7 @@ def video_file(classifier, model_path: str, mtime: float, finder: str):
         "Analyse every N-th frame",
         min_value=1,
         max_value=30,
-        value=video.DEFAULT_EVERY,
+        value=config.DEFAULT_EVERY,
         key="video_every",
         help="2: a 25 fps clip is looked at 12.5 times a second. The annotated "
         "video has every frame, with the newest boxes.",
@@ -232,13 +233,13 @@ def analyse(classifier, upload, every: int, finder: str) -> dict | None:
     records, out = [], io.BytesIO()
 
     def progress(done, total, elapsed):
-        left = video.time_left(done, total, elapsed)
+        left = video_analysis.time_left(done, total, elapsed)
         text = f"Analysing: frame {done:,} of {total:,}" + (f" · {video.fmt_duration(left)} left" if left else "")
         bar.progress(min(done / max(total, 1), 1.0), text=text)
 
     try:
         with access.classification_slot():  # one of the server's MAX_CLASSIFICATIONS for the whole video
-            summary = video.analyse(
+            summary = video_analysis.analyse(
                 upload,
                 classifier,
                 every=every,
@@ -299,7 +300,7 @@ def show_result(held: dict):
         )
         b.download_button(
             "Detections (CSV)",
-            video.detections_csv(records),
+            video_analysis.detections_csv(records),
             file_name=f"{stem}-faces.csv",
             mime="text/csv",
             icon=":material/download:",
@@ -307,7 +308,7 @@ def show_result(held: dict):
         )
         c.download_button(
             "Detections (JSON)",
-            video.detections_json(summary, records),
+            video_analysis.detections_json(summary, records),
             file_name=f"{stem}-faces.json",
             mime="application/json",
             icon=":material/download:",

@@ -1,8 +1,8 @@
 """Video speed and memory, side by side in one run (issue 15's goals):
 
-- files: analysed frames a second and real-time factor of `video.analyse` on a 640x480 25 fps clip made of
+- files: analysed frames a second and real-time factor of `video_analysis.analyse` on a 640x480 25 fps clip made of
   face-mask-scenes photos, per stride and finder, with the annotated mp4 written;
-- live: `video.LiveAnalyser` fed that clip at the camera's pace (30 fps), as the Video page's WebRTC
+- live: `camera.LiveAnalyser` fed that clip at the camera's pace (30 fps), as the Video page's WebRTC
   callback feeds it: frames a second out, analysed a second, latency from a frame to its boxes drawn,
   time the callback takes; then the same behind a real WebRTC loop (aiortc at both ends, VP8 both ways,
   in this process); with --browser also the whole path (Chromium's fake camera -> WebRTC -> the page ->
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from clips import SCENES, pick_scenes, write_clip
-from maskdet import config, infer, video
+from maskdet import camera, config, infer, video, video_analysis
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def files_speed(clf, clip: Path, runs) -> list[dict]:
     rows = []
     for finder, every in runs:
         with tempfile.TemporaryDirectory() as tmp:
-            s = video.analyse(clip, clf, every=every, finder=finder, out=Path(tmp) / "annotated.mp4")
+            s = video_analysis.analyse(clip, clf, every=every, finder=finder, out=Path(tmp) / "annotated.mp4")
         rows.append(
             {
                 "finder": finder,
@@ -74,7 +74,7 @@ def live_speed(clf, clip: Path, finder: str, seconds: float, fps: float = 30.0) 
             frames.append(f.to_ndarray(format="rgb24"))
             if i >= 150:  # 6 s of the clip, looped
                 break
-    live = video.LiveAnalyser(clf, finder)
+    live = camera.LiveAnalyser(clf, finder)
     took, start = [], time.perf_counter()
     n = 0
     while time.perf_counter() - start < seconds:
@@ -113,7 +113,7 @@ def webrtc_loop(clf, clip: Path, seconds: float) -> dict:
 
     import av
 
-    video.import_webrtc()  # TensorFlow is loaded: without this, importing aiortc kills the process
+    camera.import_webrtc()  # TensorFlow is loaded: without this, importing aiortc kills the process
     from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
     from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -123,7 +123,7 @@ def webrtc_loop(clf, clip: Path, seconds: float) -> dict:
             frames.append(f.to_ndarray(format="rgb24"))
             if i >= 150:
                 break
-    live = video.LiveAnalyser(clf)
+    live = camera.LiveAnalyser(clf)
 
     class Camera(VideoStreamTrack):
         n = 0
@@ -306,7 +306,7 @@ def counting(clf, n: int, tmp: Path) -> dict:
     scenes = pick_scenes(SCENES, n=n, min_side=60)
     for scene in scenes:
         clip = write_clip([scene], tmp / "one.mp4", seconds_each=2.0, fps=25, gap_s=0.5)
-        s = video.analyse(clip, clf, every=2)
+        s = video_analysis.analyse(clip, clf, every=2)
         want = Counter(f.label for f in scene.faces)
         got = Counter(p["label"] for p in s["people"])
         exact += want == got

@@ -13,17 +13,14 @@ from .commands import (
     cmd_cancel,
     cmd_convert_weights,
     cmd_download,
-    cmd_evaluate,
-    cmd_evaluate_scenes,
     cmd_export,
-    cmd_predict,
-    cmd_predict_video,
     cmd_promote,
     cmd_rollback,
     cmd_runs,
     cmd_scan,
     cmd_train,
 )
+from .predict_commands import cmd_evaluate, cmd_evaluate_scenes, cmd_predict, cmd_predict_video
 
 
 def _model_arg(p):
@@ -148,13 +145,19 @@ def parser() -> argparse.ArgumentParser:
     )
     _model_arg(p)
     p.add_argument("video", type=Path)
-    p.add_argument("--every", type=int, default=2, metavar="N", help="analyse every N-th frame (default 2)")
+    p.add_argument(
+        "--every",
+        type=int,
+        default=config.DEFAULT_EVERY,
+        metavar="N",
+        help=f"analyse every N-th frame (default {config.DEFAULT_EVERY})",
+    )
     p.add_argument("--out", type=Path, help="write the annotated video here (H.264 mp4)")
     p.add_argument("--csv", type=Path, help="write one row per face found here (frame, t, track, label, p_mask, box)")
     p.add_argument(
         "--finder",
-        choices=["fast", "balanced", "thorough"],
-        default="fast",
+        choices=config.VIDEO_FINDERS,
+        default=config.DEFAULT_VIDEO_FINDER,
         help="fast: BlazeFace alone (default); balanced: + MTCNN once; thorough: the photos' finder",
     )
     p.add_argument("--threshold", type=float, default=config.DEFAULT_THRESHOLD)

@@ -1,5 +1,6 @@
-"""What each command of `python -m maskdet` does: one function per command, given the parsed arguments;
-the parser and the error handling are maskdet.__main__'s."""
+"""What the data, training and model commands of `python -m maskdet` do: one function per command, given the
+parsed arguments; the classifying commands are maskdet/predict_commands.py's, the parser and the error handling
+maskdet.__main__'s."""
 
 from __future__ import annotations
 
@@ -158,122 +159,6 @@ def cmd_cancel(a):
     run_dir = runs.find(a.run_id, a.runs_dir)
     runs.cancel(run_dir)
     print(f"cancel requested for {a.run_id}")
-
-
-def cmd_evaluate(a):
-    from . import evaluate, infer
-
-    clf = infer.Classifier.load(a.model, a.threshold)
-    _, m = evaluate.evaluate(clf, a.data, a.split, a.val_fraction)
-    if a.json:
-        print(json.dumps(m))
-        return
-    cm = m["confusion_matrix"]
-    print(
-        f"{a.model} on {a.data} ({a.split}, {m['n']} images): accuracy {m['accuracy']:.4f}, "
-        f"balanced accuracy {m['balanced_accuracy']:.4f}"
-    )
-    print(f"confusion matrix (rows true, columns predicted: {', '.join(config.CLASS_NAMES)}): {cm}")
-    for cls, pc in m["per_class"].items():
-        print(f"  {cls}: precision {pc['precision']:.4f} recall {pc['recall']:.4f} f1 {pc['f1']:.4f}")
-    if m.get("families"):
-        wrong = m["confusion_matrix"][0][1] + m["confusion_matrix"][1][0]
-        print(
-            f"{wrong} wrong images from {m['families_with_errors']} of the {m['families']} photo families "
-            "(a family: one photo and its near-duplicates, kept in one split)"
-        )
-
-
-def cmd_predict(a):
-    from . import infer
-
-    clf = infer.Classifier.load(a.model, a.threshold)
-    failed = 0
-    for path in a.images:
-        r = infer.classify_photo(clf, path, mode="crop" if a.crop else "auto")
-        failed += r["error"] is not None
-        # the photo's verdict (infer.verdict): one face labelled without a mask makes it "without_mask";
-        # uncertain faces never decide; p_mask is the deciding face's (the least masked of its label)
-        deciding = [f for f in r["faces"] if f["label"] == r["verdict"]]
-        lead = min(deciding, key=lambda f: f["p_mask"], default=None)
-        if a.json:
-            print(
-                json.dumps(
-                    {
-                        "path": str(path),
-                        "label": None if r["error"] else r["verdict"],
-                        "p_mask": lead and lead["p_mask"],
-                        "counts": r["counts"],
-                        "error": r["error"],
-                        "mode": r["mode"],
-                        "faces": r["faces"],
-                    }
-                ),
-                flush=True,
-            )
-        elif r["error"]:
-            print(f"{path}: error: {r['error']}")
-        elif r["mode"] == "crop":
-            print(f"{path}: {lead['label']} (p_mask {lead['p_mask']:.3f}; {r['note']})")
-        else:
-            c = r["counts"]
-            tally = ", ".join(f"{n} {label.replace('_', ' ')}" for label, n in c.items() if n)
-            faces = "; ".join(
-                f"{f['label']} (p_mask {f['p_mask']:.3f}, face score {f['face_score']:.2f}) at {f['box']}"
-                for f in r["faces"]
-            )
-            print(f"{path}: {r['verdict']}: {r['note']}" + (f" ({tally}): {faces}" if faces else ""))
-    return 1 if failed else 0
-
-
-def cmd_predict_video(a):
-    from . import video
-
-    return video.predict(
-        a.video, a.model, every=a.every, out=a.out, csv=a.csv, as_json=a.json, finder=a.finder, threshold=a.threshold
-    )
-
-
-def cmd_evaluate_scenes(a):
-    from . import infer, scenes
-
-    clf = infer.Classifier.load(a.model, a.threshold)
-    m = scenes.evaluate_scenes(
-        clf,
-        a.data,
-        min_side=a.min_side,
-        limit=a.limit,
-        progress=lambda d, t: print(f"\rphotos {d}/{t}", end="", file=sys.stderr),
-    )
-    print(file=sys.stderr)
-    if a.json:
-        print(json.dumps(m))
-        return 0
-
-    def pc(v):
-        return "n/a" if v is None else f"{v:.1%}"
-
-    print(
-        f"{a.model} on {a.data}: {m['images']} photos, {m['faces']} annotated faces of at least "
-        f"{m['min_side']} px (with_mask + without_mask)"
-    )
-    print(
-        f"found (IoU >= {m['min_iou']}): {pc(m['found'])}; found and labelled right: {pc(m['found_and_right'])} "
-        f"(balanced over the two classes: {pc(m['balanced_found_and_right'])}); "
-        f"uncertain: {pc(m['uncertain'])}; false boxes per photo: {m['false_boxes_per_image']:.2f}; "
-        f"second boxes on one face per photo: {m['duplicates_per_image']:.3f}"
-    )
-    for cls, c in m["per_class"].items():
-        right = f", found and labelled right {pc(c['found_and_right'])}" if "found_and_right" in c else ""
-        false = (
-            f", false boxes labelled so per photo {c['false_boxes_per_image']:.2f}"
-            if "false_boxes_per_image" in c
-            else ""
-        )
-        print(f"  {cls} ({c['faces']} faces): found {pc(c['found'])}{right}{false}; labelled {c['predicted']}")
-    for e in m["errors"]:
-        print(f"error: {e}")
-    return 1 if m["errors"] else 0
 
 
 def cmd_promote(a):

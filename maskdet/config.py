@@ -73,9 +73,16 @@ DEFAULT_LEARNING_RATE = 2e-3  # the whole network's, from scratch
 DEFAULT_HEAD_LEARNING_RATE = 5e-3
 DEFAULT_FINE_TUNE_LEARNING_RATE = 1e-4  # the whole network's once a pretrained backbone is unfrozen
 
-# Videos (maskdet/video.py, the Video page). A video upload's own limit: 200 MB holds about 10 minutes of a phone's
-# 720p clip. The server-wide ceiling, server.maxUploadSize, still caps it (20 MB as shipped: about 2 minutes of
-# 720p), so the page offers the smaller of the two and says which.
+# Videos (maskdet/video.py, video_analysis.py, camera.py; the Video page). A video upload's own limit: 200 MB holds
+# about 10 minutes of a phone's 720p clip. The server-wide ceiling, server.maxUploadSize, still caps it (20 MB as
+# shipped: about 2 minutes of 720p), so the page offers the smaller of the two and says which.
 VIDEO_UPLOAD_MAX_MB = 200
 VIDEO_MAX_SECONDS = 15 * 60  # longer clips are refused on the page (the command line takes any length)
 VIDEO_MAX_PIXELS = 4096 * 2160  # a frame larger than 4K is refused (decoding one is ~35 MB of memory)
+# How faces are found in a frame (maskdet/frame_faces.py), fastest first. "fast": BlazeFace alone (14-29 ms a
+# 640x480 frame here; on photos it finds 83% of face-mask-scenes' faces against 94% for the photo finder), the
+# default for live and files, the only one that keeps up with a camera; "balanced": the photo finder without
+# MTCNN's mirror pass; "thorough": the photo finder as the Classify page runs it. docs/video.md has the figures.
+VIDEO_FINDERS = ("fast", "balanced", "thorough")
+DEFAULT_VIDEO_FINDER = "fast"
+DEFAULT_EVERY = 2  # analyse every 2nd frame of a file: a 25 fps clip gives 12.5 looks a second

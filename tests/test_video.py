@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import PROJECT, SCENES, cli, need_shared
-from maskdet import config, tracking, video
+from maskdet import camera, config, frame_faces, tracking, video, video_analysis
 
 MASK, NO_MASK = config.CLASS_NAMES
 # 7 people: 4 with a mask, 3 without (maksssksksss499 holds one of each)
@@ -168,7 +168,7 @@ def test_every_kind_of_bad_video_gets_one_sentence(tmp_path):
     for name, message in cases.items():
         with pytest.raises(video.VideoError) as caught:
             kw = {"max_seconds": config.VIDEO_MAX_SECONDS} if name == "hour.mp4" else {}
-            video.analyse(tmp_path / name, StubClassifier(), out=tmp_path / f"{name}-annotated.mp4", **kw)
+            video_analysis.analyse(tmp_path / name, StubClassifier(), out=tmp_path / f"{name}-annotated.mp4", **kw)
         assert str(caught.value).startswith(message), (name, str(caught.value))
         assert "\n" not in str(caught.value)
     assert set(tmp_path.iterdir()) == before  # nothing written: no annotated video, no file aside
@@ -190,7 +190,7 @@ def test_the_command_line_refuses_a_bad_video_in_one_line_before_loading_a_model
 def test_a_video_cut_short_is_analysed_up_to_the_break(tmp_path):
     whole = synthetic_clip(tmp_path / "whole.webm", frames=100, codec="libvpx", fmt="webm").read_bytes()
     (tmp_path / "cut.webm").write_bytes(whole[: len(whole) // 2])
-    summary = video.analyse(tmp_path / "cut.webm", StubClassifier(), every=1, out=tmp_path / "annotated.mp4")
+    summary = video_analysis.analyse(tmp_path / "cut.webm", StubClassifier(), every=1, out=tmp_path / "annotated.mp4")
     assert 10 < summary["frames_decoded"] < 100 and summary["frames_analysed"] == summary["frames_decoded"]
     assert summary["broken"] and "header announces" in summary["broken"] or "breaks off" in summary["broken"]
     with av.open(str(tmp_path / "annotated.mp4")) as got:
@@ -201,7 +201,7 @@ def test_a_video_cut_short_is_analysed_up_to_the_break(tmp_path):
 def test_a_cancelled_analysis_stops_at_once_and_keeps_what_it_did(tmp_path):
     clip = synthetic_clip(tmp_path / "clip.mp4", frames=60)
     seen = []
-    summary = video.analyse(
+    summary = video_analysis.analyse(
         clip,
         StubClassifier(),
         every=2,
@@ -219,12 +219,12 @@ def test_a_cancelled_analysis_stops_at_once_and_keeps_what_it_did(tmp_path):
 def test_a_full_hd_video_is_analysed_at_720p_and_its_boxes_given_in_its_own_pixels(tmp_path, monkeypatch):
     clip = synthetic_clip(tmp_path / "hd.mp4", frames=3, size=(1920, 1080))
     monkeypatch.setattr(
-        video.FrameAnalyser,
+        frame_faces.FrameAnalyser,
         "find",
         lambda self, picture: [((100, 100, 200, 200), 0.9)] if picture.size == (1280, 720) else [],
     )
     records = []
-    summary = video.analyse(clip, StubClassifier(), every=1, on_frame=records.append)
+    summary = video_analysis.analyse(clip, StubClassifier(), every=1, on_frame=records.append)
     assert summary["work_size"] == [1280, 720] and len(records) == 3
     assert records[0]["faces"][0]["box"] == [150, 150, 300, 300]
     assert summary["counts"] == {"people": 1, MASK: 1, NO_MASK: 0}
@@ -271,7 +271,7 @@ def test_live_frames_come_back_at_once_while_the_newest_one_is_analysed():
         def __exit__(self, *exc):
             held.append("out")
 
-    live = video.LiveAnalyser(StubClassifier(delay=0.15), slot=Slot)
+    live = camera.LiveAnalyser(StubClassifier(delay=0.15), slot=Slot)
     live.IDLE_S = 0.5
     live.analyse.find = lambda picture: [((100, 100, 200, 220), 0.9)]  # one face, found at once
     frame = np.full((480, 640, 3), 90, np.uint8)
@@ -301,7 +301,7 @@ def test_live_frames_come_back_at_once_while_the_newest_one_is_analysed():
 def test_a_busy_server_is_said_on_the_live_picture():
     from maskdet import access
 
-    live = video.LiveAnalyser(StubClassifier(), slot=lambda: access.classification_slot(wait=0))
+    live = camera.LiveAnalyser(StubClassifier(), slot=lambda: access.classification_slot(wait=0))
     taken = [access.classification_slot(wait=0) for _ in range(access.MAX_CLASSIFICATIONS)]
     for slot in taken:
         slot.__enter__()
@@ -319,8 +319,8 @@ def test_a_busy_server_is_said_on_the_live_picture():
 HANDSHAKE = """
 import asyncio
 import tensorflow  # first, as in the app's server
-from maskdet import video
-video.import_webrtc()
+from maskdet import camera
+camera.import_webrtc()
 from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack
 
 async def main():
