@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import common
-from maskdet import access, config, gallery, images, infer
+from maskdet import access, config, gallery, images, photos
 
 EXTENSIONS = [e.lstrip(".") for e in config.IMAGE_EXTENSIONS]
 COUNTED = (*config.CLASS_NAMES, config.UNCERTAIN)
@@ -23,11 +23,11 @@ def main():
         common.classifier_or_message(None)  # says how to get a model
         return
     mode = photo_mode()
-    photos = inputs()  # drawn before the model is ready, so photos can be chosen while it loads
+    chosen = inputs()  # drawn before the model is ready, so photos can be chosen while it loads
     classifier = common.classifier_or_message(s.model_path)
     if classifier is None:
         return
-    if not photos:
+    if not chosen:
         st.info(
             "Upload photos or take one with the camera to see whether each face wears a mask.",
             icon=":material/add_photo_alternate:",
@@ -35,7 +35,7 @@ def main():
         return
     mtime = os.stat(s.model_path).st_mtime
     results = []
-    for name, blob in photos:
+    for name, blob in chosen:
         try:
             results.append((name, classify(str(s.model_path), mtime, name, blob, mode)))
         except access.Busy as exc:  # all classification slots taken for longer than we wait: not cached
@@ -150,18 +150,17 @@ def classify(model_path: str, mtime: float, name: str, blob: bytes, mode: str) -
     source = io.BytesIO(blob)
     source.name = Path(name).name  # error messages name the file
     try:
+        picture = images.open_image(source)  # decoded once: classified, then drawn on
         with access.classification_slot():  # at most access.MAX_CLASSIFICATIONS photos at once per server
-            result = dict(infer.classify_photo(classifier, source, mode=mode))
+            result = dict(photos.classify_photo(classifier, picture, mode=mode))
     except images.ImageError as exc:
-        result = {"error": str(exc)}
+        picture, result = None, {"error": str(exc)}
     result.setdefault("faces", [])
     result.setdefault("mode", mode)
     result["picture"] = None
     if not result.get("error"):
         boxed = [f for f in result["faces"] if f.get("box") is not None and result["mode"] != "crop"]
-        result["picture"] = common.jpeg(
-            gallery.draw_faces(images.open_image(blob), boxed, max_side=1200, numbered=len(boxed) > 1)
-        )
+        result["picture"] = common.jpeg(gallery.draw_faces(picture, boxed, max_side=1200, numbered=len(boxed) > 1))
     return result
 
 

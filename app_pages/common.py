@@ -30,6 +30,7 @@ from maskdet import (
     images,
     infer,
     models,
+    photos,
     runs,
     saliency,
 )
@@ -305,7 +306,7 @@ def warm_up(path: str, mtime: float) -> threading.Thread:
     def work():
         try:
             classifier = _classifier(path, mtime)  # a page asking meanwhile waits for this, no double load
-            infer.classify_photo(classifier, Image.new("RGB", (64, 64), "grey"), mode="auto")
+            photos.classify_photo(classifier, Image.new("RGB", (64, 64), "grey"), mode="auto")
             if classifier.engine == "keras":  # first use of this model file: convert it (cached by content)
                 started = time.perf_counter()
                 if classifier.attach_lite(path, convert=True):

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from maskdet import config, faces, images, infer, scenes  # noqa: E402
+from maskdet import config, faces, images, infer, photos, scenes  # noqa: E402
 
 SCENES = config.PROJECT_DIR.parent / "shared" / "datasets" / "face-mask-scenes"
 
@@ -111,14 +111,14 @@ def main():
         f"load average before: {os.getloadavg()[0]:.1f}"
     )
     all_scenes = scenes.read_scenes(a.data, a.limit)
-    photos = [(s, images.open_image(s.image)) for s in all_scenes]
-    finder_table(photos, a.min_side)
+    pictures = [(s, images.open_image(s.image)) for s in all_scenes]
+    finder_table(pictures, a.min_side)
 
     clf = infer.Classifier.load(a.model, lite="convert")  # as the app serves it, once its warm-up is done
-    sized = [image.resize((640, 480)) for _, image in photos[: a.photos]]
+    sized = [image.resize((640, 480)) for _, image in pictures[: a.photos]]
     # every photo goes through each contender in turn, so a busy spell on the machine hits all alike
     contenders = {
-        "find + classify (infer.classify_photo, scene mode)": lambda im: infer.classify_photo(clf, im, mode="scene"),
+        "find + classify (photos.classify_photo, scene mode)": lambda im: photos.classify_photo(clf, im, mode="scene"),
         **{f"find only, {name}": (lambda im, kw=kw: faces.find_faces(im, **kw)) for name, kw in FINDERS.items()},
     }
     times = {name: [] for name in contenders}
@@ -135,13 +135,13 @@ def main():
     for name, t in times.items():
         print(f"  {name}: {1000 * np.median(t):.1f} ms")
 
-    crowded = [image for scene, image in photos if len(scene.faces) >= 10][:20]
+    crowded = [image for scene, image in pictures if len(scene.faces) >= 10][:20]
     if crowded:
         n_faces, seconds, per_photo = 0, 0.0, []
-        infer.classify_photo(clf, crowded[0], mode="scene")
+        photos.classify_photo(clf, crowded[0], mode="scene")
         for image in crowded:
             t = time.perf_counter()
-            r = infer.classify_photo(clf, image, mode="scene")
+            r = photos.classify_photo(clf, image, mode="scene")
             seconds += time.perf_counter() - t
             n_faces += len(r["faces"])
             boxes = [f["box"] for f in r["faces"]]

@@ -34,14 +34,14 @@ def cmd_evaluate(a):
 
 
 def cmd_predict(a):
-    from . import infer
+    from . import infer, photos
 
     clf = infer.Classifier.load(a.model, a.threshold)
     failed = 0
     for path in a.images:
-        r = infer.classify_photo(clf, path, mode="crop" if a.crop else "auto")
+        r = photos.classify_photo(clf, path, mode="crop" if a.crop else "auto")
         failed += r["error"] is not None
-        # the photo's verdict (infer.verdict): one face labelled without a mask makes it "without_mask";
+        # the photo's verdict (photos.verdict): one face labelled without a mask makes it "without_mask";
         # uncertain faces never decide; p_mask is the deciding face's (the least masked of its label)
         deciding = [f for f in r["faces"] if f["label"] == r["verdict"]]
         lead = min(deciding, key=lambda f: f["p_mask"], default=None)

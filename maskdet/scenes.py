@@ -95,7 +95,7 @@ def evaluate_scenes(
     on one annotated face. `part` (k, n) takes the photos whose place in file order is k modulo n
     (the two halves: (0, 2) and (1, 2)).
     """
-    from .infer import classify_photo
+    from .photos import classify_photo
 
     scenes = read_scenes(data_dir, limit)
     if part is not None:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import SCENES, cli, need_shared
-from maskdet import config, faces, finders, images, infer, litert, scenes
+from maskdet import config, faces, finders, images, infer, litert, photos, scenes
 
 pytestmark = pytest.mark.shared
 
@@ -55,7 +55,7 @@ def faceless_photo(size=(640, 480)) -> Image.Image:
 @pytest.fixture(scope="session")
 def first_results(classifier, first_scenes):
     """classify_photo's scene answer for each of the first scenes (found once, asserted on many times)."""
-    return [infer.classify_photo(classifier, s.image, mode="scene") for s in first_scenes]
+    return [photos.classify_photo(classifier, s.image, mode="scene") for s in first_scenes]
 
 
 def test_faces_are_found_near_their_annotated_boxes(first_scenes, first_results):
@@ -97,14 +97,14 @@ def test_the_finder_alone_gives_the_boxes_classify_photo_reports(first_scenes, f
 def test_each_face_of_a_photo_is_classified_and_boxed(classifier, first_scenes):
     scene = max(first_scenes, key=lambda s: sum(t.short_side >= 24 for t in s.faces))
     image = images.open_image(scene.image)
-    r = infer.classify_photo(classifier, scene.image, mode="scene")
+    r = photos.classify_photo(classifier, scene.image, mode="scene")
     assert r["error"] is None and r["mode"] == "scene" and r["size"] == [image.width, image.height]
     assert len(r["faces"]) >= 3 and f"{len(r['faces'])} faces" in r["note"]
     # one batch gives what each crop alone gives: the crops are the ones face_crops cuts
     crops = faces.face_crops(image, [f["box"] for f in r["faces"]])
     alone = [float(classifier.probs(images.to_array(c))[0]) for c in crops]
     assert [f["p_mask"] for f in r["faces"]] == pytest.approx(alone, abs=1e-5)
-    assert all(f["label"] == infer._face_label(classifier, f["p_mask"]) for f in r["faces"])
+    assert all(f["label"] == photos.face_label(classifier, f["p_mask"]) for f in r["faces"])
     assert all(f["face_score"] == 1.0 and f["found_by"] for f in r["faces"])
 
 
@@ -124,20 +124,20 @@ def test_clear_faces_get_the_right_label(shipped_classifier, model_path, first_s
 def test_a_photo_without_faces_says_so_and_can_still_be_classified_whole(classifier, tmp_path):
     path = tmp_path / "street.jpg"
     faceless_photo().save(path, quality=92)
-    r = infer.classify_photo(classifier, path)
+    r = photos.classify_photo(classifier, path)
     assert r["mode"] == "scene" and r["faces"] == [] and r["error"] is None
     assert "no face found" in r["note"] and "crop" in r["note"]
-    forced = infer.classify_photo(classifier, path, mode="crop")
+    forced = photos.classify_photo(classifier, path, mode="crop")
     assert forced["mode"] == "crop" and [f["box"] for f in forced["faces"]] == [[0, 0, 640, 480]]
     assert 0 <= forced["faces"][0]["p_mask"] <= 1
 
 
 def test_auto_mode_takes_a_training_like_face_crop_whole(classifier, facemask_dir):
     crop = sorted((facemask_dir / "without_mask").glob("*.jpg"))[0]
-    r = infer.classify_photo(classifier, crop)
+    r = photos.classify_photo(classifier, crop)
     w, h = Image.open(crop).size
     assert r["mode"] == "crop" and r["faces"][0]["box"] == [0, 0, w, h] and "classified whole" in r["note"]
-    small = infer.classify_photo(classifier, faceless_photo((120, 120)))
+    small = photos.classify_photo(classifier, faceless_photo((120, 120)))
     assert small["mode"] == "crop" and "no face found in this small image" in small["note"]
 
 
@@ -150,7 +150,7 @@ def test_exif_rotated_photo_gets_boxes_where_the_faces_are_shown(classifier, fir
     upright.transpose(Image.Transpose.ROTATE_90).save(stored, quality=95, exif=exif)
     assert Image.open(stored).size == (upright.height, upright.width)
 
-    r = infer.classify_photo(classifier, stored, mode="scene")
+    r = photos.classify_photo(classifier, stored, mode="scene")
     assert r["size"] == [upright.width, upright.height]
     boxes = [f["box"] for f in r["faces"]]
     matched = scenes.match(boxes, [t.box for t in scene.faces if t.short_side >= 32], min_iou=0.5)
@@ -160,10 +160,10 @@ def test_exif_rotated_photo_gets_boxes_where_the_faces_are_shown(classifier, fir
 def test_unreadable_input_is_an_error_not_an_exception(classifier, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"no image here")
-    r = infer.classify_photo(classifier, bad)
+    r = photos.classify_photo(classifier, bad)
     assert "not an image" in r["error"] and r["faces"] == [] and r["mode"] is None
     with pytest.raises(ValueError, match="mode must be"):
-        infer.classify_photo(classifier, bad, mode="group")
+        photos.classify_photo(classifier, bad, mode="group")
 
 
 def test_scene_face_crops_are_the_annotated_faces_cut_like_found_ones(first_scenes):
@@ -194,7 +194,7 @@ def test_cli_predict_json_reports_faces_counts_and_the_verdict(model_path, first
         assert f["label"] in (*config.CLASS_NAMES, config.UNCERTAIN) and 0 <= f["p_mask"] <= 1
         assert f["face_score"] == 1.0 and set(f["found_by"]) <= {"mtcnn", "blaze", "full"}
     assert photo["counts"] == {k: sum(f["label"] == k for f in photo["faces"]) for k in photo["counts"]}
-    assert photo["label"] == infer.verdict(photo["faces"])
+    assert photo["label"] == photos.verdict(photo["faces"])
     least = min((f for f in photo["faces"] if f["label"] == photo["label"]), key=lambda f: f["p_mask"])
     assert photo["p_mask"] == least["p_mask"]
     assert whole["mode"] == "crop" and len(whole["faces"]) == 1

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import SCENES, cli, need_shared
-from maskdet import boxes, config, faces, gallery, images, infer, scenes
+from maskdet import boxes, config, faces, gallery, images, infer, photos, scenes
 
 pytestmark = pytest.mark.shared
 
@@ -50,14 +50,14 @@ def overlapping(found) -> list:
 def test_a_crowd_of_masked_people_is_called_masked(classifier, by_name, name):
     scene = by_name[name]
     assert {t.label for t in scene.faces} == {"with_mask"}
-    r = infer.classify_photo(classifier, scene.image, mode="scene")
+    r = photos.classify_photo(classifier, scene.image, mode="scene")
     assert r["verdict"] == "with_mask", r["faces"]
     assert r["counts"]["with_mask"] >= 1 and r["counts"]["without_mask"] == 0
 
 
 def test_the_crowd_gets_one_box_a_face_and_no_more_boxes_than_faces(classifier, by_name):
     scene = by_name[CROWD]
-    r = infer.classify_photo(classifier, scene.image, mode="scene", doubtful=True)
+    r = photos.classify_photo(classifier, scene.image, mode="scene", doubtful=True)
     found = [f["box"] for f in r["faces"]]
     assert 3 <= len(found) <= len(scene.faces)
     assert not overlapping(found + [d["box"] for d in r["doubtful"]])
@@ -134,12 +134,12 @@ def test_the_verdict_follows_the_labelled_faces_and_never_an_uncertain_one():
     def f(label):
         return {"label": label}
 
-    assert infer.verdict([f("with_mask"), f("with_mask")]) == "with_mask"
-    assert infer.verdict([f("with_mask"), f("without_mask")]) == "without_mask"
-    assert infer.verdict([f("with_mask"), f(config.UNCERTAIN)]) == "with_mask"
-    assert infer.verdict([f(config.UNCERTAIN)]) == config.UNCERTAIN
-    assert infer.verdict([]) == "no_face"
-    assert infer.counts([f("with_mask"), f(config.UNCERTAIN)]) == {
+    assert photos.verdict([f("with_mask"), f("with_mask")]) == "with_mask"
+    assert photos.verdict([f("with_mask"), f("without_mask")]) == "without_mask"
+    assert photos.verdict([f("with_mask"), f(config.UNCERTAIN)]) == "with_mask"
+    assert photos.verdict([f(config.UNCERTAIN)]) == config.UNCERTAIN
+    assert photos.verdict([]) == "no_face"
+    assert photos.counts([f("with_mask"), f(config.UNCERTAIN)]) == {
         "with_mask": 1,
         "without_mask": 0,
         config.UNCERTAIN: 1,
@@ -147,11 +147,11 @@ def test_the_verdict_follows_the_labelled_faces_and_never_an_uncertain_one():
 
 
 def test_a_middling_p_mask_is_uncertain_at_any_threshold(classifier):
-    assert infer._face_label(classifier, 0.5) == config.UNCERTAIN
-    assert infer._face_label(classifier, 0.9) == "with_mask" and infer._face_label(classifier, 0.1) == "without_mask"
+    assert photos.face_label(classifier, 0.5) == config.UNCERTAIN
+    assert photos.face_label(classifier, 0.9) == "with_mask" and photos.face_label(classifier, 0.1) == "without_mask"
     strict = infer.Classifier(classifier.model, threshold=0.9)
-    assert infer._face_label(strict, 0.97) == "with_mask"  # 0.9 + 0.1 * UNCERTAIN_SHARE = 0.95
-    assert infer._face_label(strict, 0.6) == config.UNCERTAIN and infer._face_label(strict, 0.3) == "without_mask"
+    assert photos.face_label(strict, 0.97) == "with_mask"  # 0.9 + 0.1 * UNCERTAIN_SHARE = 0.95
+    assert photos.face_label(strict, 0.6) == config.UNCERTAIN and photos.face_label(strict, 0.3) == "without_mask"
 
 
 @pytest.mark.slow
@@ -167,7 +167,7 @@ def test_tags_on_a_crowd_never_overlap_each_other_nor_a_face(classifier, by_name
     """The drawn photo of the most crowded scenes: each face's number sits outside every face box and
     clear of every other tag, so the list beside the photo can be matched to it."""
     for scene in (by_name[n] for n in ("maksssksksss705.jpg", "maksssksksss706.jpg", "maksssksksss251.jpg")):
-        r = infer.classify_photo(classifier, scene.image, mode="scene")
+        r = photos.classify_photo(classifier, scene.image, mode="scene")
         drawn = gallery.draw_faces(images.open_image(scene.image), r["faces"], numbered=True)
         tags = drawn.info["tags"]
         scale = drawn.width / r["size"][0]
