@@ -11,7 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from maskdet import config, dataset, model as model_lib, models, runs
+from maskdet import config, dataset, models, run_times, runs
+from maskdet.train_params import TrainParams
 
 
 # Read top-down: the form, the live run, the list of runs, comparing them, the models.
@@ -19,11 +20,11 @@ def main():
     st.title("Train")
     common.require("train")
     s = common.settings()
-    params = training_form(s.data_dir)
-    if params:
-        start(s.data_dir, s.runs_dir, params)
+    all_runs = runs.list_runs(s.runs_dir)  # once a rerun; the live fragment re-reads on its own
+    params = training_form(s.data_dir, all_runs)
+    if params and start(s.data_dir, s.runs_dir, params):
+        all_runs = runs.list_runs(s.runs_dir)
     live_run(str(s.runs_dir))
-    all_runs = runs.list_runs(s.runs_dir)
     if not all_runs:
         return
     compare(all_runs)
@@ -38,23 +39,23 @@ BACKBONE_LABELS = {
 }
 PRESETS = {  # preset -> (epochs, sample limit)
     "Quick try: 1 epoch on 2,000 images": (1, 2000),
-    f"Full: {config.DEFAULT_EPOCHS} epochs on every image": (config.DEFAULT_EPOCHS, None),
+    f"Full: {TrainParams.epochs} epochs on every image": (TrainParams.epochs, None),
 }
 
 
 # The presets as offered: each with the time it is expected to take here, from measured speed.
-def preset_labels(data_dir: Path) -> dict[str, str]:
+def preset_labels(data_dir: Path, all_runs: list[dict]) -> dict[str, str]:
     try:
         n = len(dataset.list_files(data_dir))
     except Exception:  # no such folder yet: the presets without times
         return {name: name for name in PRESETS}
     labels = {}
     for name, (epochs, limit) in PRESETS.items():
-        train = round(min(n, limit or n) * (1 - config.DEFAULT_VAL_FRACTION))
-        guess = runs.expected_seconds(
-            config.DEFAULT_BACKBONE, config.DEFAULT_INPUT_SIZE, epochs, train, common.settings().runs_dir
+        train = round(min(n, limit or n) * (1 - TrainParams.val_fraction))
+        guess = run_times.expected_seconds(
+            TrainParams.backbone, TrainParams.input_size, epochs, train, common.settings().runs_dir, listing=all_runs
         )
-        labels[name] = f"{name} ({runs.say_duration(guess[0])} here)" if guess else name
+        labels[name] = f"{name} ({run_times.say_duration(guess[0])} here)" if guess else name
     return labels
 
 
@@ -65,16 +66,14 @@ def _apply_preset():
 
 
 # The training settings; returns them when the user presses Start, else None.
-def training_form(data_dir: Path) -> dict | None:
-    with st.expander(
-        "Start a training run", expanded=not runs.list_runs(common.settings().runs_dir), icon=":material/play_circle:"
-    ):
+def training_form(data_dir: Path, all_runs: list[dict]) -> TrainParams | None:
+    with st.expander("Start a training run", expanded=not all_runs, icon=":material/play_circle:"):
         st.caption(
             f"Trains a classifier on `{data_dir}` in its own process; you can leave this page or close "
             "the browser, the run goes on. One training at a time. A pretrained backbone first trains "
             "its new head with the backbone frozen, then fine-tunes the whole network at a low rate."
         )
-        labels = preset_labels(data_dir)
+        labels = preset_labels(data_dir, all_runs)
         st.radio(
             "Preset",
             list(PRESETS),
@@ -96,17 +95,17 @@ def training_form(data_dir: Path) -> dict | None:
                 help="ImageNet weights come inside the installed packages; nothing is downloaded.",
             )
             a, b, c = st.columns(3)
-            epochs = a.number_input("Epochs", 1, 500, config.DEFAULT_EPOCHS, key="f_epochs")
+            epochs = a.number_input("Epochs", 1, 500, TrainParams.epochs, key="f_epochs")
             head_epochs = b.number_input(
                 "Head epochs (backbone frozen)",
                 0,
                 500,
-                config.DEFAULT_HEAD_EPOCHS,
+                TrainParams.head_epochs,
                 key="f_head_epochs",
                 help="Pretrained backbones only: the first epochs "
                 "train the new head alone; the rest fine-tune everything.",
             )
-            batch = c.select_slider("Batch size", [8, 16, 32, 64, 128, 256], config.DEFAULT_BATCH_SIZE, key="f_batch")
+            batch = c.select_slider("Batch size", [8, 16, 32, 64, 128, 256], TrainParams.batch_size, key="f_batch")
             a, b, c = st.columns(3)
             lr = a.number_input(
                 "Learning rate",
@@ -124,7 +123,7 @@ def training_form(data_dir: Path) -> dict | None:
                 "Fine-tuning learning rate",
                 1e-6,
                 1e-2,
-                config.DEFAULT_FINE_TUNE_LEARNING_RATE,
+                TrainParams.fine_tune_learning_rate,
                 format="%.5f",
                 step=1e-5,
                 key="f_ft_lr",
@@ -133,7 +132,7 @@ def training_form(data_dir: Path) -> dict | None:
             size = c.select_slider(
                 "Input size (px)",
                 [96, 128, 160, 192, 224],
-                config.DEFAULT_INPUT_SIZE,
+                TrainParams.input_size,
                 key="f_size",
                 help="Pretrained backbones see each face crop resized to this size: larger is slower",
             )
@@ -141,11 +140,11 @@ def training_form(data_dir: Path) -> dict | None:
             alpha = a.select_slider(
                 "Width (alpha, from scratch)",
                 [0.25, 0.5, 0.75, 1.0],
-                config.DEFAULT_ALPHA,
+                TrainParams.alpha,
                 key="f_alpha",
                 help="MobileNet width multiplier: 0.25 is ~4x faster than 1.0",
             )
-            val = b.slider("Validation fraction", 0.05, 0.5, config.DEFAULT_VAL_FRACTION, 0.05, key="f_val")
+            val = b.slider("Validation fraction", 0.05, 0.5, TrainParams.val_fraction, 0.05, key="f_val")
             limit = c.number_input(
                 "Sample limit (images)",
                 100,
@@ -160,41 +159,42 @@ def training_form(data_dir: Path) -> dict | None:
             go = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
     if not go:
         return None
-    return {
-        "backbone": backbone,
-        "input_size": int(size),
-        "epochs": int(epochs),
-        "head_epochs": int(head_epochs),
-        "batch_size": int(batch),
-        "alpha": float(alpha),
-        "learning_rate": float(lr) if lr else model_lib.default_learning_rate(backbone),
-        "fine_tune_learning_rate": float(ft_lr),
-        "val_fraction": float(val),
-        "limit": int(limit) if limit else None,
-        "augment": bool(augment),
-        "seed": 0,
-    }
+    return TrainParams(
+        backbone=backbone,
+        input_size=int(size),
+        epochs=int(epochs),
+        head_epochs=int(head_epochs),
+        batch_size=int(batch),
+        alpha=float(alpha),
+        learning_rate=float(lr) if lr else None,
+        fine_tune_learning_rate=float(ft_lr),
+        val_fraction=float(val),
+        limit=int(limit) if limit else None,
+        augment=bool(augment),
+    )
 
 
-# Start a run in its own process, or say why not.
-def start(data_dir: Path, runs_dir: Path, params: dict):
+# Start a run in its own process, or say why not; returns whether it started.
+def start(data_dir: Path, runs_dir: Path, params: TrainParams) -> bool:
     try:
         common.check_folder(str(data_dir))
-        run_dir = runs.start(data_dir, runs_dir, **params)
+        run_dir = runs.start(data_dir, runs_dir, params)
     except runs.RunError as exc:
         st.error(str(exc), icon=":material/block:")
-        return
+        return False
     except Exception as exc:  # a bad folder (DatasetError) or an unwritable runs folder
         st.error(f"Could not start the run: {exc}", icon=":material/error:")
-        return
+        return False
     st.toast(f"Started run {run_dir.name}", icon=":material/play_arrow:")
+    return True
 
 
 # The run now going (or the latest one), re-read from its folder every 2 seconds.
 @st.fragment(run_every=2)
 def live_run(runs_dir: str):
-    run = runs.active_run(Path(runs_dir))
-    latest = run or next(iter(runs.list_runs(Path(runs_dir))), None)
+    listing = runs.list_runs(Path(runs_dir))  # once a fragment rerun: the latest run and the table below
+    run = next((r for r in listing if r["state"] in ("queued", "running")), None)
+    latest = run or next(iter(listing), None)
     seen = st.session_state.get("live_seen")
     now_seen = (latest["run_id"], latest["state"]) if latest else None
     st.session_state["live_seen"] = now_seen
@@ -217,18 +217,15 @@ def live_run(runs_dir: str):
     records = runs.metrics(run_dir)
     progress(run_dir, status, records)
     curves(records, status)
-    run_table(runs.list_runs(Path(runs_dir)))  # in the fragment, so the list's states stay current too
+    run_table(listing)  # in the fragment, so the list's states stay current too
 
 
 # State, progress bar, elapsed and remaining time, Cancel; the error of a failed run.
 def progress(run_dir: Path, status: dict, records: list[dict]):
     state = status["state"]
-    epochs, spe = status.get("epochs") or 0, status.get("steps_per_epoch") or 0
-    step = status.get("step") or 0
-    batches = [r for r in records if r.get("kind") == "batch"]
-    if batches:
-        step = max(step, batches[-1]["step"])
-    total = epochs * spe
+    epochs = status.get("epochs") or 0
+    where_now = run_times.progress(status, records)
+    step, total = where_now["step"], where_now["total"]
     icon = {
         "queued": ":material/hourglass_top:",
         "running": ":material/directions_run:",
@@ -242,7 +239,7 @@ def progress(run_dir: Path, status: dict, records: list[dict]):
     if state in ("queued", "running"):
         st.progress(
             min(1.0, step / total) if total else 0.0,
-            text=f"elapsed {clock(status.get('elapsed_s'))} · left {clock(time_left(batches, step, total))}",
+            text=f"elapsed {clock(status.get('elapsed_s'))} · left {clock(where_now['left_s'])}",
         )
         if status.get("cancel_requested"):
             st.warning("Cancelling: the run stops after this batch and keeps what it learned.")
@@ -258,19 +255,6 @@ def progress(run_dir: Path, status: dict, records: list[dict]):
             + (f" · validation accuracy {acc:.1%}" if isinstance(acc, float) else "")
             + (" · cancelled: its model holds what it learned until then" if state == "cancelled" else "")
         )
-
-
-# Seconds left, from the pace of the batches since the run (re)started, or None when unknown.
-def time_left(batches: list[dict], step: int, total: int) -> float | None:
-    segment = batches
-    for i in range(len(batches) - 1, 0, -1):  # a resumed run starts its clock again: use the last stretch
-        if batches[i]["step"] <= batches[i - 1]["step"]:
-            segment = batches[i:]
-            break
-    if len(segment) < 3 or not total:
-        return None
-    pace = (segment[-1]["time"] - segment[0]["time"]) / max(1, segment[-1]["step"] - segment[0]["step"])
-    return max(0.0, (total - step) * pace)
 
 
 # 75 -> "1:15", 3700 -> "1:01:40", None -> "…".
@@ -293,31 +277,15 @@ def curves(records: list[dict], status: dict):
         col.altair_chart(curve_chart(frame[frame["metric"] == metric], metric.capitalize()), width="stretch")
 
 
-# metrics.jsonl records -> a long table: step, epoch, metric, value, series.
+# The curves' series (maskdet.runs.curve_points) as the legend names them.
+SERIES = {"batch": "train (batch)", "train": "train (epoch)", "validation": "validation"}
+
+
+# metrics.jsonl records -> a long table: step, epoch, metric, value, series (as the legend names them).
 def metric_frame(records: list[dict]) -> pd.DataFrame:
-    rows = []
-    for r in records:
-        if r.get("kind") == "batch":
-            for m in ("loss", "accuracy"):
-                rows.append(
-                    {"step": r["step"], "epoch": r["epoch"], "metric": m, "value": r.get(m), "series": "train (batch)"}
-                )
-        elif r.get("kind") == "epoch" and not r.get("partial"):
-            for m in ("loss", "accuracy"):
-                rows.append(
-                    {"step": r["step"], "epoch": r["epoch"], "metric": m, "value": r.get(m), "series": "train (epoch)"}
-                )
-                if f"val_{m}" in r:
-                    rows.append(
-                        {
-                            "step": r["step"],
-                            "epoch": r["epoch"],
-                            "metric": m,
-                            "value": r[f"val_{m}"],
-                            "series": "validation",
-                        }
-                    )
-    return pd.DataFrame(rows, columns=["step", "epoch", "metric", "value", "series"]).dropna(subset=["value"])
+    frame = pd.DataFrame(runs.curve_points(records), columns=["step", "epoch", "metric", "value", "series"])
+    frame["series"] = frame["series"].map(SERIES)
+    return frame.dropna(subset=["value"])
 
 
 # One metric's chart: thin batch line, epoch lines with points.
@@ -392,25 +360,12 @@ def compare(all_runs: list[dict]):
     left, right = st.columns([4, 1], vertical_alignment="bottom")
     chosen = left.multiselect("Runs", with_epochs, default=with_epochs[:3], key="compare_runs")
     with_train = right.toggle("Training curves too", key="compare_train", help="dashed lines")
-    rows = []
-    for run_id in chosen:
-        for r in runs.metrics(Path(common.settings().runs_dir) / run_id):
-            if r.get("kind") == "epoch" and not r.get("partial"):
-                for m in ("accuracy", "loss"):
-                    if f"val_{m}" in r:
-                        rows.append(
-                            {
-                                "run": run_id,
-                                "epoch": r["epoch"],
-                                "metric": m,
-                                "split": "validation",
-                                "value": r[f"val_{m}"],
-                            }
-                        )
-                    if with_train:
-                        rows.append(
-                            {"run": run_id, "epoch": r["epoch"], "metric": m, "split": "train", "value": r.get(m)}
-                        )
+    rows = [
+        {"run": run_id, "epoch": p["epoch"], "metric": p["metric"], "split": p["series"], "value": p["value"]}
+        for run_id in chosen
+        for p in runs.curve_points(runs.metrics(Path(common.settings().runs_dir) / run_id))
+        if p["series"] == "validation" or (with_train and p["series"] == "train")
+    ]
     if not rows:
         st.caption("No finished epochs in these runs.")
         return

@@ -21,6 +21,7 @@ from .commands import (
     cmd_train,
 )
 from .predict_commands import cmd_evaluate, cmd_evaluate_scenes, cmd_predict, cmd_predict_video
+from .train_params import TrainParams
 
 
 def _model_arg(p):
@@ -53,26 +54,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backbone",
         choices=model_lib.BACKBONE_CHOICES,
-        default=config.DEFAULT_BACKBONE,
+        default=TrainParams.backbone,
         help=f"the network under the sigmoid: an ImageNet-pretrained one, or {backbones.SCRATCH} "
-        f"(the seed's MobileNet from random weights); default {config.DEFAULT_BACKBONE}",
+        f"(the seed's MobileNet from random weights); default {TrainParams.backbone}",
     )
     p.add_argument(
         "--input-size",
         type=int,
-        default=config.DEFAULT_INPUT_SIZE,
+        default=TrainParams.input_size,
         help="side in px a pretrained backbone sees each face at (crops are resized inside the model)",
     )
-    p.add_argument("--epochs", type=int, default=config.DEFAULT_EPOCHS)
+    p.add_argument("--epochs", type=int, default=TrainParams.epochs)
     p.add_argument(
         "--head-epochs",
         type=int,
-        default=config.DEFAULT_HEAD_EPOCHS,
+        default=TrainParams.head_epochs,
         help="pretrained backbone: epochs with the backbone frozen before fine-tuning the whole network",
     )
-    p.add_argument("--batch-size", type=int, default=config.DEFAULT_BATCH_SIZE)
+    p.add_argument("--batch-size", type=int, default=TrainParams.batch_size)
     p.add_argument(
-        "--alpha", type=float, default=config.DEFAULT_ALPHA, help=f"{backbones.SCRATCH}: MobileNet width multiplier"
+        "--alpha", type=float, default=TrainParams.alpha, help=f"{backbones.SCRATCH}: MobileNet width multiplier"
     )
     p.add_argument(
         "--learning-rate",
@@ -83,13 +84,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fine-tune-learning-rate",
         type=float,
-        default=config.DEFAULT_FINE_TUNE_LEARNING_RATE,
+        default=TrainParams.fine_tune_learning_rate,
         help="pretrained backbone: the learning rate once it is unfrozen",
     )
-    p.add_argument("--val-fraction", type=float, default=config.DEFAULT_VAL_FRACTION)
+    p.add_argument("--val-fraction", type=float, default=TrainParams.val_fraction)
     p.add_argument("--limit", type=int, help="train on a class-balanced sample of about N images")
     p.add_argument("--no-augment", dest="augment", action="store_false")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=TrainParams.seed)
     p.add_argument("--runs-dir", type=Path, default=config.RUNS_DIR)
     p.add_argument("--resume", metavar="RUN_ID", help="continue a cancelled or killed run from its checkpoint")
     p.add_argument("--background", action="store_true", help="start the run in its own process and return")

@@ -9,7 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from . import backbones, config, model as model_lib
+from . import backbones, config
+from .train_params import TrainParams
 
 
 def cmd_download(a):
@@ -80,26 +81,26 @@ def cmd_train(a):
     if a.run_dir:  # the process runs.start() spawns
         status = train.run(a.run_dir, lock_fd=a.lock_fd)
         return 0 if status["state"] != "failed" else 1
-    params = {
-        "backbone": a.backbone,
-        "input_size": a.input_size,
-        "epochs": a.epochs,
-        "head_epochs": a.head_epochs,
-        "batch_size": a.batch_size,
-        "alpha": a.alpha,
-        "learning_rate": a.learning_rate or model_lib.default_learning_rate(a.backbone),
-        "fine_tune_learning_rate": a.fine_tune_learning_rate,
-        "val_fraction": a.val_fraction,
-        "limit": a.limit,
-        "augment": a.augment,
-        "seed": a.seed,
-    }
+    params = TrainParams(
+        backbone=a.backbone,
+        input_size=a.input_size,
+        epochs=a.epochs,
+        head_epochs=a.head_epochs,
+        batch_size=a.batch_size,
+        alpha=a.alpha,
+        learning_rate=a.learning_rate,
+        fine_tune_learning_rate=a.fine_tune_learning_rate,
+        val_fraction=a.val_fraction,
+        limit=a.limit,
+        augment=a.augment,
+        seed=a.seed,
+    )
     if not a.resume and not Path(a.data).expanduser().is_dir():  # a resumed run reads its own params.json
         raise FileNotFoundError(f"{a.data}: the dataset folder does not exist")
     if a.background:
         if a.resume:
             raise runs.RunError("--resume runs in the foreground; leave out --background")
-        run_dir = runs.start(a.data, a.runs_dir, **params)
+        run_dir = runs.start(a.data, a.runs_dir, params)
         print(run_dir)
         return 0
     lock = runs.acquire_lock(a.runs_dir)

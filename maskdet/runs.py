@@ -13,7 +13,6 @@ import json
 import os
 import re
 import secrets
-import statistics
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import config, files
+from .train_params import TrainParams
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
@@ -144,6 +144,36 @@ def metrics(run_dir: Path) -> list[dict]:
     return out
 
 
+METRICS = ("loss", "accuracy")
+
+
+def curve_points(records: list[dict]) -> list[dict]:
+    """metrics.jsonl's records as the points of the loss and accuracy curves, {"step", "epoch", "metric",
+    "value", "series"}: series "batch" (every batch), "train" and "validation" (every whole epoch; a cancelled
+    run's partial epoch has no validation and is left out, as are values not recorded)."""
+    points = []
+    for r in records:
+        if r.get("kind") == "batch":
+            series = (("batch", ""),)
+        elif r.get("kind") == "epoch" and not r.get("partial"):
+            series = (("train", ""), ("validation", "val_"))
+        else:
+            continue
+        for metric in METRICS:
+            for name, prefix in series:
+                if r.get(prefix + metric) is not None:
+                    points.append(
+                        {
+                            "step": r["step"],
+                            "epoch": r["epoch"],
+                            "metric": metric,
+                            "value": r[prefix + metric],
+                            "series": name,
+                        }
+                    )
+    return points
+
+
 def list_runs(runs_dir: Path = config.RUNS_DIR) -> list[dict]:
     """Status of every run, newest first."""
     runs_dir = Path(runs_dir)
@@ -195,17 +225,17 @@ def cancel(run_dir: Path) -> None:
     (run_dir / "CANCEL").write_text(now())
 
 
-def create(data_dir, runs_dir: Path, train_params: dict) -> Path:
+def create(data_dir, runs_dir: Path, params: TrainParams) -> Path:
     """A new run's folder under runs_dir with its params.json (the data folder resolved); the caller holds
     the runs folder's lock."""
     run_dir = Path(runs_dir) / new_run_id()
     run_dir.mkdir(parents=True)
     data = str(Path(data_dir).expanduser().resolve())
-    files.write_json_atomic(run_dir / "params.json", {"data": data, **train_params})
+    files.write_json_atomic(run_dir / "params.json", {"data": data, **params.record()})
     return run_dir
 
 
-def start(data_dir, runs_dir: Path = config.RUNS_DIR, **train_params) -> Path:
+def start(data_dir, runs_dir: Path = config.RUNS_DIR, params: TrainParams | None = None) -> Path:
     """Start a training run in its own process; returns its folder at once.
 
     The lock is taken here and handed to the child, so of two simultaneous starts exactly
@@ -214,7 +244,7 @@ def start(data_dir, runs_dir: Path = config.RUNS_DIR, **train_params) -> Path:
     runs_dir = Path(runs_dir)
     fd = acquire_lock(runs_dir)
     try:
-        run_dir = create(data_dir, runs_dir, train_params)
+        run_dir = create(data_dir, runs_dir, params or TrainParams())
         files.write_json_atomic(run_dir / "status.json", {"run_id": run_dir.name, "state": "queued", "created": now()})
         args = [sys.executable, "-m", "maskdet", "train", "--run-dir", str(run_dir), "--lock-fd", str(fd)]
         with open(run_dir / "log.txt", "ab") as log:
@@ -230,47 +260,3 @@ def start(data_dir, runs_dir: Path = config.RUNS_DIR, **train_params) -> Path:
         return run_dir
     finally:
         os.close(fd)  # the child holds its own copy of the lock
-
-
-# ---------------------------------------------------------------- how long a run will take
-
-STARTUP_S = 20  # starting the process, importing TensorFlow, building the model (measured here: 15-25 s)
-
-
-def expected_seconds(
-    backbone: str,
-    input_size: int,
-    epochs: int,
-    train_images: int,
-    runs_dir: Path = config.RUNS_DIR,
-    card: dict | None = None,
-) -> tuple[float, str] | None:
-    """About how long a run of these settings takes on this machine, and what the guess rests on:
-    the finished runs in `runs_dir` with the same backbone (their seconds per image and epoch, the
-    median, scaled by the input's pixel count), else the shipped model's card (its training time on
-    its machine). None when there is nothing to go on."""
-    rates = []
-    for s in list_runs(runs_dir):
-        p = params(Path(s["path"]))
-        n, elapsed, done = s.get("train_images"), s.get("elapsed_s"), p.get("epochs")
-        if s.get("state") == "done" and p.get("backbone") == backbone and n and elapsed and done:
-            rates.append((elapsed - STARTUP_S) / (n * done) / (p.get("input_size") or input_size) ** 2)
-    if rates:
-        rate, source = statistics.median(rates), f"{len(rates)} finished run{'s' if len(rates) > 1 else ''} here"
-    else:
-        card = card if card is not None else read_json(Path(config.MODEL_CARD), {}) or {}
-        p, t = card.get("parameters") or {}, card.get("training") or {}
-        n = (card.get("split") or {}).get("train_images")
-        if p.get("backbone") != backbone or not n or not t.get("elapsed_s") or not t.get("epochs"):
-            return None
-        rate = (t["elapsed_s"] - STARTUP_S) / (n * t["epochs"]) / (p.get("input_size") or input_size) ** 2
-        source = f"the shipped model's training ({card.get('machine') or 'its machine'})"
-    return STARTUP_S + rate * input_size**2 * train_images * epochs, source
-
-
-def say_duration(seconds: float) -> str:
-    """'about 40 s', 'about 14 min', 'about 1 h 20 min'."""
-    if seconds < 90:
-        return f"about {max(10, round(seconds, -1)):.0f} s"
-    minutes = round(seconds / 60)
-    return f"about {minutes} min" if minutes < 90 else f"about {minutes // 60} h {minutes % 60} min"

@@ -9,53 +9,8 @@ import time
 import traceback
 from pathlib import Path
 
-from . import config, dataset, files, model as model_lib, pipeline, runs
-
-
-def choose_strategy():
-    """One device by default; all local GPUs when there are several; many machines with TF_CONFIG."""
-    import tensorflow as tf
-
-    if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_logical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def _allow_multi_worker_fit(model, strategy) -> None:
-    """Keras 3.15's fit() fails under MultiWorkerMirroredStrategy (keras-team/keras#20585, open):
-    it averages the per-worker data batch and the scalar step metrics along an axis they lack.
-    Metrics are already synchronised across workers, so the local value is the right one; and the
-    model, built under the strategy's scope, needs no symbolic build from a data batch."""
-    import tensorflow as tf
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return
-    original = getattr(tf_trainer.reduce_per_replica, "__wrapped__", tf_trainer.reduce_per_replica)
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
-            return tree.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0] if tf_trainer._is_per_replica_instance(v) else v,
-                values,
-            )
-        return original(values, strategy, reduction)
-
-    reduce_per_replica.__wrapped__ = original
-    tf_trainer.reduce_per_replica = reduce_per_replica
-    model._distribute_strategy = None  # fit() then runs under the scope entered around it
-
-
-def is_chief() -> bool:
-    """Whether this process writes the run folder (the only one, unless TF_CONFIG says otherwise)."""
-    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = tf_config.get("task", {})
-    return task.get("type", "chief") == "chief" or (
-        task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in tf_config.get("cluster", {})
-    )
+from . import dataset, distribute, files, model as model_lib, pipeline, runs
+from .train_params import TrainParams
 
 
 def _callbacks(run_dir: Path, status: dict, steps_per_epoch: int, started: float, echo=None):
@@ -167,13 +122,14 @@ def run(run_dir: Path, lock_fd: int | None = None, echo=None) -> dict:
     Resuming: when the folder holds a checkpoint, training continues from it.
     """
     run_dir = Path(run_dir)
-    if not is_chief():
+    if not distribute.is_chief():
         return _run_as_worker(run_dir)
     return _run(run_dir, lock_fd, echo)
 
 
 def _run(run_dir: Path, lock_fd: int | None, echo) -> dict:
-    params = runs.params(run_dir)
+    record = runs.params(run_dir)
+    params = TrainParams.from_record(record)
     if lock_fd is None:
         lock_fd = runs.acquire_lock(run_dir.parent)
     previous = runs.read_json(run_dir / "status.json", {}) or {}
@@ -183,7 +139,7 @@ def _run(run_dir: Path, lock_fd: int | None, echo) -> dict:
         "pid": os.getpid(),
         "created": previous.get("created", runs.now()),
         "started": runs.now(),
-        "epochs": params["epochs"],
+        "epochs": params.epochs,
         "completed_epochs": previous.get("completed_epochs", 0),
         "phase": "reading the dataset",
     }
@@ -191,7 +147,7 @@ def _run(run_dir: Path, lock_fd: int | None, echo) -> dict:
     (run_dir / "CANCEL").unlink(missing_ok=True)
     files.write_json_atomic(run_dir / "status.json", status)
     try:
-        result = _fit(run_dir, params, status, started, echo)
+        result = _fit(run_dir, record["data"], params, status, started, echo)
         status.update(result)
     except Exception as exc:  # any failure becomes the run's status, with the reason
         status.update(
@@ -225,15 +181,14 @@ def _run_as_worker(run_dir: Path) -> dict:
         shutil.rmtree(scratch.parent, ignore_errors=True)
 
 
-def _phases(params: dict, backbone: str) -> list[dict]:
+def _phases(params: TrainParams) -> list[dict]:
     """The run's stages. From scratch: one. Pretrained: the head learns on the frozen backbone first (its
     random start would otherwise push large, noisy gradients into the pretrained weights), then the whole
     network fine-tunes at a low rate (Keras' transfer-learning guide)."""
-    epochs = params["epochs"]
-    first_rate = params.get("learning_rate") or model_lib.default_learning_rate(backbone)
-    if backbone == model_lib.backbones.SCRATCH:
+    epochs, first_rate = params.epochs, params.learning_rate
+    if params.backbone == model_lib.backbones.SCRATCH:
         return [{"name": "training", "start": 0, "end": epochs, "trainable": None, "learning_rate": first_rate}]
-    head = min(epochs, params.get("head_epochs", config.DEFAULT_HEAD_EPOCHS))
+    head = min(epochs, params.head_epochs)
     return [
         {
             "name": "training the head (backbone frozen)",
@@ -247,7 +202,7 @@ def _phases(params: dict, backbone: str) -> list[dict]:
             "start": head,
             "end": epochs,
             "trainable": True,
-            "learning_rate": params.get("fine_tune_learning_rate", config.DEFAULT_FINE_TUNE_LEARNING_RATE),
+            "learning_rate": params.fine_tune_learning_rate,
         },
     ]
 
@@ -266,18 +221,18 @@ def _phase_counter(run_dir: Path, status: dict, every_s: float = 2.0):
     return progress
 
 
-def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -> dict:
+def _fit(run_dir: Path, data: str, params: TrainParams, status: dict, started: float, echo=None) -> dict:
     import keras
 
     from . import evaluate, infer
 
-    keras.utils.set_random_seed(params.get("seed", 0))
-    strategy = choose_strategy()  # before any other TensorFlow op: collectives are set up at start
-    table = dataset.scan(params["data"], val_fraction=params["val_fraction"], progress=_phase_counter(run_dir, status))
+    keras.utils.set_random_seed(params.seed)
+    strategy = distribute.choose_strategy()  # before any other TensorFlow op: collectives are set up at start
+    table = dataset.scan(data, val_fraction=params.val_fraction, progress=_phase_counter(run_dir, status))
     status["data_files"] = dataset.file_counts(table)  # "N of M" for the model card, every file counted
-    status["data_fingerprint"] = dataset.fingerprint(table, params["data"])  # the whole folder, as the split is
-    if params.get("limit"):
-        table = dataset.balanced_sample(table, params["limit"], seed=params.get("seed", 0))
+    status["data_fingerprint"] = dataset.fingerprint(table, data)  # the whole folder, as the split is
+    if params.limit:
+        table = dataset.balanced_sample(table, params.limit, seed=params.seed)
     dataset.check_trainable(table)
     good = dataset.usable(table)
     train_t, val_t = good[good["split"] == "train"], good[good["split"] == "val"]
@@ -289,25 +244,20 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
     x_train = pipeline.load_pixels(train_t, progress=lambda done, total: count(done, total, "decoding training images"))
     x_val = pipeline.load_pixels(val_t, progress=lambda done, total: count(done, total, "decoding validation images"))
     y_train, y_val = dataset.labels_of(train_t), dataset.labels_of(val_t)
-    batch = params["batch_size"]
+    batch = params.batch_size
     steps_per_epoch = -(-len(train_t) // batch)
-    train_ds = pipeline.make_dataset(
-        x_train, y_train, batch, training=True, augment=params.get("augment", True), seed=params.get("seed", 0)
-    )
+    train_ds = pipeline.make_dataset(x_train, y_train, batch, training=True, augment=params.augment, seed=params.seed)
     val_ds = pipeline.make_dataset(x_val, y_val, batch, training=False)
 
     checkpoint = run_dir / "checkpoint.keras"
-    backbone = params.get("backbone", model_lib.backbones.SCRATCH)  # runs before backbones were a choice
     initial_epoch = int(status.get("completed_epochs", 0)) if checkpoint.exists() else 0
     with strategy.scope():
         if checkpoint.exists():
             model = keras.saving.load_model(checkpoint, safe_mode=True)
         else:
-            model = model_lib.make_model(
-                backbone, params.get("input_size", config.DEFAULT_INPUT_SIZE), params.get("alpha", config.DEFAULT_ALPHA)
-            )
+            model = model_lib.make_model(params.backbone, params.input_size, params.alpha)
     recorder = _callbacks(run_dir, status, steps_per_epoch, started, echo)
-    for phase in _phases(params, backbone):
+    for phase in _phases(params):
         if initial_epoch >= phase["end"] or recorder.cancelled:
             continue
         if not checkpoint.exists() or initial_epoch == phase["start"]:  # else the checkpoint is mid-phase
@@ -322,7 +272,7 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
             replicas=strategy.num_replicas_in_sync,
             resumed_from_epoch=initial_epoch or None,
         )
-        _allow_multi_worker_fit(model, strategy)
+        distribute.allow_multi_worker_fit(model, strategy)
         with strategy.scope():
             model.fit(
                 train_ds,
@@ -332,7 +282,7 @@ def _fit(run_dir: Path, params: dict, status: dict, started: float, echo=None) -
                 callbacks=[recorder],
                 verbose=0,
             )
-        if phase["trainable"] is False and phase["end"] < params["epochs"] and not recorder.cancelled:
+        if phase["trainable"] is False and phase["end"] < params.epochs and not recorder.cancelled:
             save_serving_model(model, run_dir / "head_model.keras")  # the frozen-backbone model, to compare
         initial_epoch = phase["end"]
     save_serving_model(model, run_dir / "model.keras")

@@ -28,10 +28,10 @@ def free_ports(n):
 def test_single_process_uses_the_default_strategy():
     import tensorflow as tf
 
-    from maskdet import train
+    from maskdet import distribute
 
-    assert train.choose_strategy() is tf.distribute.get_strategy()
-    assert train.is_chief()
+    assert distribute.choose_strategy() is tf.distribute.get_strategy()
+    assert distribute.is_chief()
 
 
 @pytest.mark.timeout(400)

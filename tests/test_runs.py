@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import cli, make_dataset
-from maskdet import config, infer, runs
+from maskdet import backbones, config, infer, run_times, runs
+from maskdet.train_params import TrainParams
 
 pytestmark = pytest.mark.slow
 
@@ -78,14 +79,17 @@ def test_cancel_stops_within_a_batch_or_so_and_keeps_what_it_learned(dataset, tm
     run_dir = runs.start(
         dataset,
         tmp_path / "runs",
-        epochs=200,
-        batch_size=8,
-        alpha=0.25,
-        learning_rate=1e-3,
-        val_fraction=0.2,
-        limit=None,
-        augment=True,
-        seed=0,
+        TrainParams(
+            backbone=backbones.SCRATCH,
+            epochs=200,
+            batch_size=8,
+            alpha=0.25,
+            learning_rate=1e-3,
+            val_fraction=0.2,
+            limit=None,
+            augment=True,
+            seed=0,
+        ),
     )
     wait_for(lambda: len(epoch_lines(run_dir)) >= 1)
     runs.cancel(run_dir)
@@ -105,14 +109,17 @@ def test_killed_run_shows_failed_and_resumes_from_its_checkpoint(dataset, tmp_pa
     run_dir = runs.start(
         dataset,
         runs_dir,
-        epochs=4,
-        batch_size=8,
-        alpha=0.25,
-        learning_rate=1e-3,
-        val_fraction=0.2,
-        limit=None,
-        augment=True,
-        seed=0,
+        TrainParams(
+            backbone=backbones.SCRATCH,
+            epochs=4,
+            batch_size=8,
+            alpha=0.25,
+            learning_rate=1e-3,
+            val_fraction=0.2,
+            limit=None,
+            augment=True,
+            seed=0,
+        ),
     )
     wait_for(
         lambda: (
@@ -148,28 +155,34 @@ def test_only_one_training_at_a_time(dataset, tmp_path):
     first = runs.start(
         dataset,
         runs_dir,
-        epochs=200,
-        batch_size=8,
-        alpha=0.25,
-        learning_rate=1e-3,
-        val_fraction=0.2,
-        limit=None,
-        augment=True,
-        seed=0,
+        TrainParams(
+            backbone=backbones.SCRATCH,
+            epochs=200,
+            batch_size=8,
+            alpha=0.25,
+            learning_rate=1e-3,
+            val_fraction=0.2,
+            limit=None,
+            augment=True,
+            seed=0,
+        ),
     )
     try:
         with pytest.raises(runs.RunError, match="already running"):
             runs.start(
                 dataset,
                 runs_dir,
-                epochs=1,
-                batch_size=8,
-                alpha=0.25,
-                learning_rate=1e-3,
-                val_fraction=0.2,
-                limit=None,
-                augment=True,
-                seed=0,
+                TrainParams(
+                    backbone=backbones.SCRATCH,
+                    epochs=1,
+                    batch_size=8,
+                    alpha=0.25,
+                    learning_rate=1e-3,
+                    val_fraction=0.2,
+                    limit=None,
+                    augment=True,
+                    seed=0,
+                ),
             )
         proc = cli("train", "--data", dataset, "--epochs", 1, "--runs-dir", runs_dir)
         assert proc.returncode == 2 and "already running" in proc.stderr and "Traceback" not in proc.stderr
@@ -188,17 +201,50 @@ def test_expected_time_comes_from_finished_runs_here_else_from_the_shipped_card(
         "training": {"elapsed_s": 860.0, "epochs": 6},
         "split": {"train_images": 9000},
     }
-    seconds, source = runs.expected_seconds("mobilenet_v2", 128, 6, 9000, tmp_path, card=card)
+    seconds, source = run_times.expected_seconds("mobilenet_v2", 128, 6, 9000, tmp_path, card=card)
     assert seconds == pytest.approx(860.0) and "shipped model" in source
-    half = runs.expected_seconds("mobilenet_v2", 128, 3, 9000, tmp_path, card=card)[0]
-    assert half == pytest.approx(runs.STARTUP_S + (860.0 - runs.STARTUP_S) / 2)
-    assert runs.expected_seconds("mobilenet_scratch", 100, 6, 9000, tmp_path, card=card) is None
+    half = run_times.expected_seconds("mobilenet_v2", 128, 3, 9000, tmp_path, card=card)[0]
+    assert half == pytest.approx(run_times.STARTUP_S + (860.0 - run_times.STARTUP_S) / 2)
+    assert run_times.expected_seconds("mobilenet_scratch", 100, 6, 9000, tmp_path, card=card) is None
     for name, elapsed in (("20260101-000000-aaaa", 120.0), ("20260101-000001-bbbb", 140.0)):  # two runs done here
         run = tmp_path / name
         run.mkdir()
         (run / "params.json").write_text(json.dumps({"backbone": "mobilenet_v2", "input_size": 96, "epochs": 2}))
         (run / "status.json").write_text(json.dumps({"state": "done", "train_images": 1000, "elapsed_s": elapsed}))
-    seconds, source = runs.expected_seconds("mobilenet_v2", 192, 1, 1000, tmp_path, card=card)
-    per_image_epoch_96 = (130.0 - runs.STARTUP_S) / 2000  # the median run
-    assert seconds == pytest.approx(runs.STARTUP_S + per_image_epoch_96 * 4 * 1000) and source == "2 finished runs here"
-    assert runs.say_duration(44) == "about 40 s" and runs.say_duration(866) == "about 14 min"
+    seconds, source = run_times.expected_seconds("mobilenet_v2", 192, 1, 1000, tmp_path, card=card)
+    per_image_epoch_96 = (130.0 - run_times.STARTUP_S) / 2000  # the median run
+    assert (
+        seconds == pytest.approx(run_times.STARTUP_S + per_image_epoch_96 * 4 * 1000)
+        and source == "2 finished runs here"
+    )
+    assert run_times.say_duration(44) == "about 40 s" and run_times.say_duration(866) == "about 14 min"
+
+
+def test_a_params_file_of_an_older_run_still_loads_and_a_new_one_keeps_its_keys():
+    older = {"data": "/somewhere", "epochs": 3, "batch_size": 16, "alpha": 0.25, "retired": 1}  # no backbone yet
+    params = TrainParams.from_record(older)
+    assert (params.backbone, params.epochs, params.batch_size) == (backbones.SCRATCH, 3, 16)
+    assert params.learning_rate == config.DEFAULT_LEARNING_RATE and params.head_epochs == config.DEFAULT_HEAD_EPOCHS
+    assert list(TrainParams().record()) == [
+        "backbone",
+        "input_size",
+        "epochs",
+        "head_epochs",
+        "batch_size",
+        "alpha",
+        "learning_rate",
+        "fine_tune_learning_rate",
+        "val_fraction",
+        "limit",
+        "augment",
+        "seed",
+    ]
+    assert TrainParams.from_record({"data": "/x", **TrainParams(limit=200).record()}) == TrainParams(limit=200)
+
+
+def test_progress_gives_the_time_left_from_the_pace_since_the_last_restart():
+    status = {"epochs": 2, "steps_per_epoch": 10, "step": 4}
+    batches = [{"kind": "batch", "step": s, "time": t} for s, t in ((1, 0.0), (2, 1.0), (3, 2.0), (1, 50.0))]
+    assert run_times.progress(status, batches[:3]) == {"step": 4, "total": 20, "left_s": 16.0}
+    assert run_times.progress(status, batches)["left_s"] is None  # resumed: too few batches since to tell
+    assert run_times.progress({}, [])["left_s"] is None
