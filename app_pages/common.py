@@ -22,6 +22,7 @@ from streamlit.logger import get_logger
 
 from maskdet import (
     access as access_rules,
+    cards,
     config,
     dataset,
     evaluate,
@@ -189,7 +190,7 @@ def model_picker(runs_dir: Path | None) -> Path | None:
     )
     card = models.read_card(Path(choice)) if Path(choice).parent == Path(config.MODELS_DIR) else None
     if card is not None:
-        st.caption(models.card_summary(card))
+        st.caption(cards.card_summary(card))
     elif Path(choice) == Path(config.DEFAULT_MODEL):
         st.caption("no model card")
     return Path(choice)

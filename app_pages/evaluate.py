@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from maskdet import config, dataset, evaluate, gallery, infer, models
+from maskdet import config, dataset, evaluate, gallery, infer, models, saliency
 
 
 # Read top-down: pick the model's predictions, choose a threshold, see the figures, then the errors.
@@ -234,9 +234,7 @@ def error_gallery(model_path: Path, wrong: pd.DataFrame, fam: dict):
         key="one_per_family",
         help="Show each family's most confidently wrong image only",
     ):
-        family = evaluate.family_of(shown)
-        first = ~family.duplicated()  # the rows come most confidently wrong first
-        shown, copies = shown[first], family[first].map(family.value_counts())
+        shown, copies = evaluate.one_per_family(shown)
     else:
         copies = pd.Series(1, index=shown.index)
     if shown.empty:
@@ -258,7 +256,8 @@ def error_gallery(model_path: Path, wrong: pd.DataFrame, fam: dict):
                 error_card(r, heat, extra)
     if show_saliency:
         st.caption(
-            "Grad-CAM on the deepest backbone feature map with at least 6x6 cells: it shows where the evidence "
+            f"Grad-CAM on the deepest backbone feature map with at least {saliency.MIN_CELLS}x{saliency.MIN_CELLS} "
+            "cells: it shows where the evidence "
             "for the (wrong) predicted class lies. Mask errors driven by backgrounds, borders or image quality "
             "rather than the mouth and nose point to a shortcut in the data."
         )

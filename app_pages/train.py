@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import common
-from maskdet import config, dataset, models, run_times, runs
+from maskdet import cards, config, dataset, models, run_times, runs
 from maskdet.train_params import TrainParams
 
 
@@ -489,7 +489,7 @@ def model_shelf():
             [
                 {
                     "file": m["name"],
-                    "card": models.card_summary(m["card"]),
+                    "card": cards.card_summary(m["card"]),
                     "size (MB)": round((m["bytes"] or 0) / 1e6, 1),
                 }
                 for m in shelf
@@ -511,8 +511,8 @@ def rollback_form(shelf: list[dict]):
     active, previous = shelf[0], next(m for m in shelf if Path(m["path"]) == models.previous_model())
     st.markdown(
         f"**Roll back** swaps the two: the previous model (`{previous['name']}`: "
-        f"{models.card_summary(previous['card'])}) becomes the active one, and the active model "
-        f"(`{active['name']}`: {models.card_summary(active['card'])}) becomes the previous one. "
+        f"{cards.card_summary(previous['card'])}) becomes the active one, and the active model "
+        f"(`{active['name']}`: {cards.card_summary(active['card'])}) becomes the previous one. "
         "Rolling back again swaps them back."
     )
     version = models.version()
@@ -523,8 +523,8 @@ def rollback_form(shelf: list[dict]):
         models.rollback()
         common.model_options.clear()
         st.session_state["rollback_message"] = (
-            f"Rolled back: the active model is now the one of {models.card_summary(previous['card'])}; the one of "
-            f"{models.card_summary(active['card'])} is kept as the previous model."
+            f"Rolled back: the active model is now the one of {cards.card_summary(previous['card'])}; the one of "
+            f"{cards.card_summary(active['card'])} is kept as the previous model."
         )
         st.rerun()
 

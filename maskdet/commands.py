@@ -163,7 +163,7 @@ def cmd_cancel(a):
 
 
 def cmd_promote(a):
-    from . import models, runs
+    from . import cards, models, runs
 
     try:
         dest = models.promote(runs.find(a.run_id, a.runs_dir), force=a.force)
@@ -174,7 +174,7 @@ def cmd_promote(a):
         print(f"warning: promoted although {card['promoted_despite']}", file=sys.stderr)
     card = models.measure_card(dest, a.scenes, log=lambda msg: print(msg, file=sys.stderr))
     print(dest)
-    print(models.card_summary(card), file=sys.stderr)
+    print(cards.card_summary(card), file=sys.stderr)
 
 
 def cmd_rollback(a):

@@ -180,6 +180,14 @@ def family_of(table: pd.DataFrame) -> pd.Series:
     return table["group"].fillna(table["path"]) if "group" in table else table["path"]
 
 
+def one_per_family(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The first row of each photo family (errors come most confidently wrong first: its worst) and, for
+    each row kept, how many rows its family has among those given."""
+    family = family_of(rows)
+    first = ~family.duplicated()
+    return rows[first], family[first].map(family.value_counts())
+
+
 def families(predictions: pd.DataFrame, threshold: float = config.DEFAULT_THRESHOLD) -> dict:
     """How many photo families the rows hold, and in how many of them at least one image is wrong.
     A family's copies tend to be right or wrong together, so this says how many distinct faces

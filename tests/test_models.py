@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskdet import config, dataset, files, gallery, models, runs
+from maskdet import cards, config, dataset, files, gallery, models, runs
 
 
 def fake_run(runs_dir, name, payload: bytes, state="done", accuracy=0.9):
@@ -69,7 +69,7 @@ def test_promoting_a_run_makes_it_the_active_model_with_a_card(tmp_path, shelf):
     assert written["source_run"] == run.name
     assert written["metrics"]["accuracy"] == 0.91
     assert written["split"]["val_fraction"] == 0.2 and written["parameters"]["alpha"] == 0.25
-    assert "val accuracy 91.0%" in models.card_summary(written)
+    assert "val accuracy 91.0%" in cards.card_summary(written)
 
 
 def test_the_card_counts_every_file_of_the_class_folders(tmp_path, shelf):
@@ -251,8 +251,8 @@ def test_the_card_names_folders_relative_to_the_project_and_keeps_the_datas_fing
     models.promote(run, dest, card)
     written = json.loads(card.read_text())
     assert written["data"] == "../shared/datasets/facemask-12k" and written["data_fingerprint"] == "f" * 64
-    assert models.project_name(config.PROJECT_DIR / "runs" / "x") == "runs/x"
-    assert models.project_name("/elsewhere/faces") == "/elsewhere/faces"  # beyond the project's folder: absolute
+    assert cards.project_name(config.PROJECT_DIR / "runs" / "x") == "runs/x"
+    assert cards.project_name("/elsewhere/faces") == "/elsewhere/faces"  # beyond the project's folder: absolute
     assert models.training_data(dest)["data"].resolve() == shared.resolve()  # read back against the project
 
 
