@@ -8,7 +8,7 @@ Classify only.
 
 import streamlit as st
 
-from app_pages import common
+from app_pages import loaders, permissions, sidebar
 
 # The pages, in the order a new user needs them, each with the action it needs (maskdet.access.ACTIONS).
 # They live in app_pages/, not pages/: a folder named pages/ beside this script switches Streamlit to its
@@ -27,20 +27,20 @@ MODE_ICONS = {"local": ":material/computer:", "token": ":material/key:", "classi
 # Set up the app; on a shared server ask for the token first; then the sidebar and the chosen page.
 def main():
     st.set_page_config(page_title="maskdet", page_icon=":material/masks:", layout="wide")
-    acc = common.access()
-    if not common.signed_in(acc):
+    acc = permissions.access()
+    if not permissions.signed_in(acc):
         token_form(acc)  # nothing else is drawn or read: no navigation, no sidebar, no model
         return
     # only the pages this mode allows exist for this session: any other URL lands on the first of them
     page = st.navigation([st.Page(**spec) for action, spec in PAGES if acc.allows(action)])
     mode_note(acc)
-    settings = common.sidebar(acc)
+    settings = sidebar.sidebar(acc)
     try:
         page.run()
     finally:  # the model loads in the background once the page is drawn: started before, TensorFlow's import
         # (it holds the GIL) slowed Evaluate's view after a restart from 5 s to 8 s on these 2 cores
         if settings.model_path and settings.model_path.exists():
-            common.warm_up(str(settings.model_path), settings.model_path.stat().st_mtime)
+            loaders.warm_up(str(settings.model_path), settings.model_path.stat().st_mtime)
 
 
 # The token form, all a visitor of a shared server sees until they give the right token.
@@ -54,7 +54,7 @@ def token_form(acc):
         given = st.text_input("Access token", type="password", key="access_token_input")
         go = st.form_submit_button("Sign in", type="primary", icon=":material/key:")
     if go:
-        if common.sign_in(acc, given):
+        if permissions.sign_in(acc, given):
             st.rerun()
         st.error("That is not the access token.", icon=":material/lock:")
 
@@ -64,7 +64,7 @@ def mode_note(acc):
     with st.sidebar:
         st.caption(f"{MODE_ICONS[acc.mode]} **Access:** {acc.describe()}")
         if acc.needs_token and st.button("Sign out", key="sign_out", icon=":material/logout:"):
-            st.session_state.pop(common.SIGNED_IN, None)
+            st.session_state.pop(permissions.SIGNED_IN, None)
             st.rerun()
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import common
+from app_pages import drawing, loaders, permissions, sidebar
 from maskdet import access, config, gallery, images, photos
 
 EXTENSIONS = [e.lstrip(".") for e in config.IMAGE_EXTENSIONS]
@@ -17,14 +17,14 @@ WHOLE = "Whole image is one face"  # the switch's name, as every message names i
 # Read top-down: the model, how to read photos, the photos, one result per photo.
 def main():
     st.title("Classify")
-    common.require("classify")
-    s = common.settings()
+    permissions.require("classify")
+    s = sidebar.settings()
     if s.model_path is None:
-        common.classifier_or_message(None)  # says how to get a model
+        loaders.classifier_or_message(None)  # says how to get a model
         return
     mode = photo_mode()
     chosen = inputs()  # drawn before the model is ready, so photos can be chosen while it loads
-    classifier = common.classifier_or_message(s.model_path)
+    classifier = loaders.classifier_or_message(s.model_path)
     if classifier is None:
         return
     if not chosen:
@@ -146,7 +146,7 @@ def within_limit(uploads: list) -> list[tuple[str, bytes]]:
 # One photo's result, computed once per model file, photo and mode: the picture with boxes and the faces.
 @st.cache_data(show_spinner="Classifying...", max_entries=256)
 def classify(model_path: str, mtime: float, name: str, blob: bytes, mode: str) -> dict:
-    classifier = common.load_classifier(model_path, mtime)
+    classifier = loaders.load_classifier(model_path, mtime)
     source = io.BytesIO(blob)
     source.name = Path(name).name  # error messages name the file
     try:
@@ -160,7 +160,7 @@ def classify(model_path: str, mtime: float, name: str, blob: bytes, mode: str) -
     result["picture"] = None
     if not result.get("error"):
         boxed = [f for f in result["faces"] if f.get("box") is not None and result["mode"] != "crop"]
-        result["picture"] = common.jpeg(gallery.draw_faces(picture, boxed, max_side=1200, numbered=len(boxed) > 1))
+        result["picture"] = drawing.jpeg(gallery.draw_faces(picture, boxed, max_side=1200, numbered=len(boxed) > 1))
     return result
 
 
@@ -190,9 +190,9 @@ def show_result(name: str, result: dict):
             if len(faces) == 1:
                 one_face(faces[0])
             else:
-                st.markdown(f"The photo: {common.label_markdown(result.get('verdict'))}")
+                st.markdown(f"The photo: {drawing.label_markdown(result.get('verdict'))}")
                 for i, f in enumerate(faces, 1):
-                    st.markdown(f"{i}. {common.label_markdown(f['label'])} · P(mask) {f['p_mask']:.2f}")
+                    st.markdown(f"{i}. {drawing.label_markdown(f['label'])} · P(mask) {f['p_mask']:.2f}")
                 if result.get("counts", {}).get(config.UNCERTAIN):
                     st.caption("Uncertain faces (P(mask) in the middle) are shown, not counted in the verdict.")
             if result.get("note"):
@@ -202,14 +202,14 @@ def show_result(name: str, result: dict):
 # The verdict for a single face: a coloured label, the probability and a bar.
 def one_face(face: dict):
     p = face["p_mask"]
-    st.markdown(f"## {common.label_markdown(face['label'])}")
+    st.markdown(f"## {drawing.label_markdown(face['label'])}")
     if face["label"] == config.UNCERTAIN:
         st.markdown(f"P(mask) = **{p:.2f}**: too close to call. Try a tighter crop of the face, or a clearer photo.")
     else:
-        sure = p if face["label"] == common.MASK else 1 - p
+        sure = p if face["label"] == drawing.MASK else 1 - p
         st.markdown(
             f"P(mask) = **{p:.2f}**: the model is {'over 99%' if sure >= 0.995 else f'{sure:.0%}'} sure "
-            f"the face is {common.LABEL_WORDS[face['label']]}."
+            f"the face is {config.LABEL_WORDS[face['label']]}."
         )
     st.progress(p, text="P(mask)")
 

@@ -7,20 +7,20 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
+from app_pages import drawing, loaders, permissions, sidebar
 from maskdet import config, dataset, gallery, kaggle
 
 
 # Read top-down: get the data, summarise it, show its problems, let the user browse it.
 def main():
     st.title("Dataset")
-    common.require("browse")
-    s = common.settings()
+    permissions.require("browse")
+    s = sidebar.settings()
     download_form()
     table = table_or_message(s.data_dir)
     if table is None:
         return
-    report = common.load_health(str(s.data_dir))
+    report = loaders.load_health(str(s.data_dir))
     # Only the open tab is drawn: charts laid out in a hidden tab get no width, and it saves thumbnails.
     overview, health_tab, browse_tab = st.tabs(
         ["Overview", "Data health", "Browse images"], key="dataset_tab", on_change="rerun", bind="query-params"
@@ -64,7 +64,7 @@ def download_form():
 # says why at once, outside the status box. Any click (Cancel, another widget) reruns the page, which stops
 # this run and with it the download process (maskdet.kaggle kills it and removes what it wrote).
 def download(dest: str, username: str, key: str):
-    folder = common.confined(dest, "Download folder")  # only under the allowed roots, like any dataset folder
+    folder = permissions.confined(dest, "Download folder")  # only under the allowed roots, like any dataset folder
     if folder is None:
         return
     dest = str(folder)
@@ -96,14 +96,14 @@ def download(dest: str, username: str, key: str):
         return
     st.session_state["pending_data_dir"] = str(folder)
     st.session_state["download_message"] = f"Downloaded the dataset into `{folder}`; it is now the dataset folder."
-    common.load_table.clear()
+    loaders.load_table.clear()
     st.rerun()
 
 
 # The dataset table, or None after saying clearly why the folder cannot be used.
 def table_or_message(folder: Path) -> pd.DataFrame | None:
     try:
-        return common.load_table(str(folder))
+        return loaders.load_table(str(folder))
     except dataset.DatasetError as exc:
         st.error(f"**This folder cannot be used as a dataset.** {exc}", icon=":material/folder_off:")
         st.info(
@@ -123,7 +123,7 @@ def summary(report: dict):
         help="files not used (not an image, unreadable, too small, hidden...): listed under Data health",
     )
     for col, cls in zip(cols[2:4], config.CLASS_NAMES):
-        col.metric(common.LABEL_WORDS[cls].capitalize(), f"{report['class_counts'][cls]:,}")
+        col.metric(config.LABEL_WORDS[cls].capitalize(), f"{report['class_counts'][cls]:,}")
     cols[4].metric("Class balance", f"{report['balance']:.0%}", help="smaller class / larger class")
     split = report["split_counts"]
     st.caption(
@@ -173,7 +173,7 @@ def histogram(good: pd.DataFrame, column: str, title: str) -> alt.Chart:
             x2="end:Q",
             y=alt.Y("images:Q", stack=None, scale=alt.Scale(type="sqrt"), title="images (square-root scale)"),
             y2=alt.datum(0),
-            color=alt.Color("label:N", scale=common.CLASS_SCALE, legend=alt.Legend(orient="bottom", title=None)),
+            color=alt.Color("label:N", scale=drawing.CLASS_SCALE, legend=alt.Legend(orient="bottom", title=None)),
             tooltip=["label", alt.Tooltip("start:Q", format=".1f"), alt.Tooltip("end:Q", format=".1f"), "images"],
         )
         .properties(height=300)
@@ -247,9 +247,9 @@ def label_conflicts(conflicts: list[dict]):
     )
     for n, c in enumerate(conflicts[:20]):
         st.caption(f"Conflict {n + 1} · {c['split']}")
-        common.image_grid(
+        drawing.image_grid(
             [gallery.thumbnail(f["path"], 128) for f in c["files"]],
-            [f"{common.short_name(f['path'])} · {f['label']}" for f in c["files"]],
+            [f"{drawing.short_name(f['path'])} · {f['label']}" for f in c["files"]],
             columns=8,
         )
     if len(conflicts) > 20:
@@ -305,9 +305,9 @@ def near_duplicates(table: pd.DataFrame):
     labels = {i: f"#{i + 1}: {r['size']} images · {r['labels']} · {r['split']}" for i, r in groups.iterrows()}
     pick = st.selectbox(f"Group ({len(groups):,})", list(labels), format_func=labels.get, key="dup_group")
     rows = good[good["group"] == groups.loc[pick, "group"]].sort_values("path")
-    common.image_grid(
+    drawing.image_grid(
         [gallery.thumbnail(p, 128) for p in rows["path"]],
-        [f"{common.short_name(p)} · {label}" for p, label in zip(rows["path"], rows["label"])],
+        [f"{drawing.short_name(p)} · {label}" for p, label in zip(rows["path"], rows["label"])],
         columns=8,
     )
 
@@ -351,9 +351,9 @@ def browse(table: pd.DataFrame):
         "largest first": rows.sort_values(["width", "path"], ascending=[False, True]),
         "least sharp first": rows.sort_values(["sharpness", "path"]),
     }[order]
-    part = rows.iloc[common.pager(len(rows), 36, key="browse_page")]
+    part = rows.iloc[drawing.pager(len(rows), 36, key="browse_page")]
     captions = [caption(r) for r in part.itertuples(index=False)]
-    common.image_grid([picture(r) for r in part.itertuples(index=False)], captions, columns=6)
+    drawing.image_grid([picture(r) for r in part.itertuples(index=False)], captions, columns=6)
 
 
 # Back to the first page: another filter or order makes the page number shown meaningless.
@@ -376,7 +376,7 @@ def caption(row) -> str:
     else:
         size = f"{int(row.width)}×{int(row.height)}"
     split = row.split if isinstance(row.split, str) else "—"  # skipped files have no split
-    return f"{common.short_name(row.path)} · {size} · {row.bytes / 1024:.0f} KB · {row.label} · {split}"
+    return f"{drawing.short_name(row.path)} · {size} · {row.bytes / 1024:.0f} KB · {row.label} · {split}"
 
 
 main()

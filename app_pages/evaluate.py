@@ -7,17 +7,17 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
+from app_pages import drawing, loaders, permissions, sidebar
 from maskdet import config, dataset, evaluate, gallery, infer, models, saliency
 
 
 # Read top-down: pick the model's predictions, choose a threshold, see the figures, then the errors.
 def main():
     st.title("Evaluate")
-    common.require("evaluate")
-    s = common.settings()
+    permissions.require("evaluate")
+    s = sidebar.settings()
     if s.model_path is None:
-        common.classifier_or_message(None)  # says how to get a model
+        loaders.classifier_or_message(None)  # says how to get a model
         return
     trained = models.training_data(s.model_path)
     val_fraction = trained["val_fraction"]
@@ -28,7 +28,7 @@ def main():
         f"Model `{s.model_path}` on the validation split of `{s.data_dir}` "
         f"({len(preds):,} images, validation fraction {val_fraction:g}: images the model never trained on)."
     )
-    if models.trained_elsewhere(trained, s.data_dir, common.load_fingerprint(str(s.data_dir), val_fraction)):
+    if models.trained_elsewhere(trained, s.data_dir, loaders.load_fingerprint(str(s.data_dir), val_fraction)):
         where = f"`{trained['data']}`" if trained["data"] else "other data"
         st.warning(
             f"This model was trained on {where}, not on the images of this folder (their fingerprints "
@@ -65,7 +65,7 @@ def main():
 # or None after saying why there are none: no such folder, no such model file, a file that is no model.
 def predictions(model_path: Path, folder: Path, val_fraction: float) -> pd.DataFrame | None:
     try:
-        return common.load_predictions(str(model_path), os.stat(model_path).st_mtime, str(folder), val_fraction)
+        return loaders.load_predictions(str(model_path), os.stat(model_path).st_mtime, str(folder), val_fraction)
     except dataset.DatasetError as exc:
         st.error(f"**Cannot evaluate on this folder.** {exc}", icon=":material/folder_off:")
         st.info("Choose a dataset folder in the sidebar (see the Dataset page).")
@@ -79,7 +79,7 @@ def predictions(model_path: Path, folder: Path, val_fraction: float) -> pd.DataF
 # ROC and precision-recall points, computed once per model and folder.
 @st.cache_data(show_spinner=False, max_entries=6)
 def load_curves(model_path: str, mtime: float, folder: str, val_fraction: float) -> pd.DataFrame:
-    preds = common.load_predictions(model_path, mtime, folder, val_fraction)
+    preds = loaders.load_predictions(model_path, mtime, folder, val_fraction)
     return evaluate.curves(dataset.labels_of(preds), preds["p_mask"].to_numpy())
 
 
@@ -105,8 +105,8 @@ def confusion_chart(m: dict) -> alt.LayerChart:
             count = m["confusion_matrix"][i][j]
             rows.append(
                 {
-                    "true": common.LABEL_WORDS[true],
-                    "predicted": common.LABEL_WORDS[pred],
+                    "true": config.LABEL_WORDS[true],
+                    "predicted": config.LABEL_WORDS[pred],
                     "count": count,
                     "rate": count / total,
                     "label": f"{count:,}",
@@ -114,7 +114,7 @@ def confusion_chart(m: dict) -> alt.LayerChart:
                 }
             )
     frame = pd.DataFrame(rows)
-    order = [common.LABEL_WORDS[c] for c in m["classes"]]
+    order = [config.LABEL_WORDS[c] for c in m["classes"]]
     base = alt.Chart(frame, title=f"Confusion matrix at threshold {m['threshold']:.2f}").encode(
         x=alt.X("predicted:N", sort=order, title="predicted", axis=alt.Axis(labelAngle=0, orient="top")),
         y=alt.Y("true:N", sort=order, title="true"),
@@ -132,7 +132,7 @@ def confusion_chart(m: dict) -> alt.LayerChart:
 # Precision, recall, F1 and support per class, as a small table.
 def per_class_table(m: dict) -> pd.DataFrame:
     table = pd.DataFrame(m["per_class"]).T
-    table.index = [common.LABEL_WORDS[c] for c in table.index]
+    table.index = [config.LABEL_WORDS[c] for c in table.index]
     table["support"] = table["support"].astype(int)
     return table[["precision", "recall", "f1", "support"]].style.format(
         {"precision": "{:.1%}", "recall": "{:.1%}", "f1": "{:.1%}", "support": "{:,}"}
@@ -240,10 +240,10 @@ def error_gallery(model_path: Path, wrong: pd.DataFrame, fam: dict):
     if shown.empty:
         st.info("No errors of this kind.")
         return
-    page = common.pager(len(shown), 12, key="error_page")
+    page = drawing.pager(len(shown), 12, key="error_page")
     part, more = shown.iloc[page], list(copies.iloc[page] - 1)
     heat_maps = (
-        common.load_saliency(str(model_path), os.stat(model_path).st_mtime, tuple(part["path"]), tuple(part["hash"]))
+        loaders.load_saliency(str(model_path), os.stat(model_path).st_mtime, tuple(part["path"]), tuple(part["hash"]))
         if show_saliency
         else [None] * len(part)
     )
@@ -272,9 +272,9 @@ def error_card(r, heat: bytes | None, extra: int):
     )
     if heat is not None:
         pictures[1].image(heat, caption="Grad-CAM")
-    st.markdown(f"true {common.label_markdown(r.label)} · P(mask) **{r.p_mask:.2f}**")
+    st.markdown(f"true {drawing.label_markdown(r.label)} · P(mask) **{r.p_mask:.2f}**")
     copies = f" (+{extra} wrong {'copy' if extra == 1 else 'copies'})" if extra else ""
-    st.caption(common.literal(Path(r.path).name) + copies)
+    st.caption(drawing.literal(Path(r.path).name) + copies)
 
 
 main()

@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
+from app_pages import loaders, permissions, sidebar
 from maskdet import cards, config, dataset, models, run_times, runs
 from maskdet.train_params import TrainParams
 
@@ -18,8 +18,8 @@ from maskdet.train_params import TrainParams
 # Read top-down: the form, the live run, the list of runs, comparing them, the models.
 def main():
     st.title("Train")
-    common.require("train")
-    s = common.settings()
+    permissions.require("train")
+    s = sidebar.settings()
     all_runs = runs.list_runs(s.runs_dir)  # once a rerun; the live fragment re-reads on its own
     params = training_form(s.data_dir, all_runs)
     if params and start(s.data_dir, s.runs_dir, params):
@@ -53,7 +53,7 @@ def preset_labels(data_dir: Path, all_runs: list[dict]) -> dict[str, str]:
     for name, (epochs, limit) in PRESETS.items():
         train = round(min(n, limit or n) * (1 - TrainParams.val_fraction))
         guess = run_times.expected_seconds(
-            TrainParams.backbone, TrainParams.input_size, epochs, train, common.settings().runs_dir, listing=all_runs
+            TrainParams.backbone, TrainParams.input_size, epochs, train, sidebar.settings().runs_dir, listing=all_runs
         )
         labels[name] = f"{name} ({run_times.say_duration(guess[0])} here)" if guess else name
     return labels
@@ -177,7 +177,7 @@ def training_form(data_dir: Path, all_runs: list[dict]) -> TrainParams | None:
 # Start a run in its own process, or say why not; returns whether it started.
 def start(data_dir: Path, runs_dir: Path, params: TrainParams) -> bool:
     try:
-        common.check_folder(str(data_dir))
+        loaders.check_folder(str(data_dir))
         run_dir = runs.start(data_dir, runs_dir, params)
     except runs.RunError as exc:
         st.error(str(exc), icon=":material/block:")
@@ -202,7 +202,7 @@ def live_run(runs_dir: str):
         # a run started, began training or ended: the parts of the page outside this fragment (run details,
         # comparisons, the model picker) show states too, so they are drawn again
         if now_seen[1] in runs.FINAL:
-            common.model_options.clear()
+            loaders.model_options.clear()
         st.rerun(scope="app")
     if latest is None:
         st.info(
@@ -363,7 +363,7 @@ def compare(all_runs: list[dict]):
     rows = [
         {"run": run_id, "epoch": p["epoch"], "metric": p["metric"], "split": p["series"], "value": p["value"]}
         for run_id in chosen
-        for p in runs.curve_points(runs.metrics(Path(common.settings().runs_dir) / run_id))
+        for p in runs.curve_points(runs.metrics(Path(sidebar.settings().runs_dir) / run_id))
         if p["series"] == "validation" or (with_train and p["series"] == "train")
     ]
     if not rows:
@@ -465,7 +465,7 @@ def run_details(all_runs: list[dict]):
                         models.measure_card()
                     except Exception as exc:  # promoted all the same: the card keeps the run's own figures
                         st.session_state["promote_warning"] = f"Its card could not be completed here: {exc}"
-                common.model_options.clear()
+                loaders.model_options.clear()
                 st.session_state["pending_model_path"] = str(config.DEFAULT_MODEL)
                 st.session_state["promote_message"] = f"Run {run_id} is now the active model."
                 st.rerun()
@@ -521,7 +521,7 @@ def rollback_form(shelf: list[dict]):
         "Roll back to the previous model", icon=":material/undo:", key=f"rollback_{version}", disabled=not sure
     ):
         models.rollback()
-        common.model_options.clear()
+        loaders.model_options.clear()
         st.session_state["rollback_message"] = (
             f"Rolled back: the active model is now the one of {cards.card_summary(previous['card'])}; the one of "
             f"{cards.card_summary(active['card'])} is kept as the previous model."

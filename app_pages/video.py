@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
+from app_pages import drawing, loaders, permissions, sidebar
 from maskdet import access, camera, config, tracking, video, video_analysis
 
 FINDER_WORDS = {"fast": "Fast (BlazeFace)", "balanced": "Balanced (+ MTCNN)", "thorough": "Thorough (as for photos)"}
@@ -28,13 +28,13 @@ FINDER_SHORT = {"fast": "BlazeFace alone", "balanced": "MTCNN once + BlazeFace",
 # Read top-down: the model, which source, then the live view or the file's analysis.
 def main():
     st.title("Video")
-    common.require("classify")
-    s = common.settings()
+    permissions.require("classify")
+    s = sidebar.settings()
     if s.model_path is None:
-        common.classifier_or_message(None)  # says how to get a model
+        loaders.classifier_or_message(None)  # says how to get a model
         return
     source, finder = choices()
-    classifier = common.classifier_or_message(s.model_path)
+    classifier = loaders.classifier_or_message(s.model_path)
     if classifier is None:
         return
     if source == "Live camera":
@@ -287,7 +287,7 @@ def show_result(held: dict):
             counts_chart(summary["timeline"])
         if summary["people"]:
             people = pd.DataFrame(summary["people"])
-            people["label"] = people["label"].map(common.LABEL_WORDS)
+            people["label"] = people["label"].map(config.LABEL_WORDS)
             st.dataframe(people[list(PEOPLE_COLUMNS)].rename(columns=PEOPLE_COLUMNS), hide_index=True, width="stretch")
         a, b, c = st.columns(3)
         a.download_button(
@@ -333,7 +333,7 @@ def counts_chart(timeline: list[dict]):
             y=alt.Y("faces:Q", title="faces (mean over a second)"),
             color=alt.Color(
                 "label:N",
-                scale=common.CLASS_SCALE,
+                scale=drawing.CLASS_SCALE,
                 title=None,
                 legend=alt.Legend(orient="bottom", labelExpr="replace(datum.label, '_', ' ')"),
             ),

@@ -15,6 +15,8 @@ DEFAULT_THRESHOLD = 0.5  # P(mask) at or above it means with_mask
 # verdict): within this share of the room between the threshold and 0 or 1 (0.25-0.75 at threshold 0.5).
 UNCERTAIN_SHARE = 0.5
 UNCERTAIN = "uncertain"
+# The labels in words, as the pages say them.
+LABEL_WORDS = {CLASS_NAMES[0]: "with mask", CLASS_NAMES[1]: "without mask", UNCERTAIN: "uncertain"}
 MIN_FACE_SIDE = 32  # faces smaller than this (short side, pixels) are too small to classify reliably
 # A photo upload's limit: phone photos are 2-12 MB, so 20 MB leaves room for TIFFs and large PNGs while a stray
 # upload cannot fill the server's memory. Streamlit's own ceiling, server.maxUploadSize in .streamlit/config.toml

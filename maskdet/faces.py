@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from . import finders
+from . import access, finders
 from .boxes import cover, crop_box, iou  # noqa: F401  (iou and crop_box: used through faces. elsewhere)
 from .finders import blaze_detector, detector  # noqa: F401
 
@@ -57,7 +57,7 @@ _PRIORITY = {"mtcnn": 0, "blaze": 1, "full": 2}
 
 # BlazeFace's passes run in this pool while MTCNN runs in the caller's thread (MTCNN spends much of its
 # time in Python between its networks); threads, as many as photos may be classified at once.
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blazeface")
+_POOL = ThreadPoolExecutor(max_workers=access.MAX_CLASSIFICATIONS, thread_name_prefix="blazeface")
 
 
 @dataclass(frozen=True)

@@ -297,16 +297,16 @@ def _page_helpers(folder: str):
     """Runs as an AppTest script: the pages' own guards called directly, as a page not in the menu would."""
     import streamlit as st
 
-    from app_pages import common
+    from app_pages import loaders, permissions
     from maskdet import dataset
 
     try:
-        common.load_table(folder)
+        loaders.load_table(folder)
         st.success("dataset read")
     except dataset.DatasetError as exc:
         st.error(f"dataset: {exc}")
     for action in ("promote", "train"):
-        common.require(action)  # stops the script with its message
+        permissions.require(action)  # stops the script with its message
         st.success(f"{action} allowed")
 
 
