@@ -19,7 +19,7 @@ import pandas as pd
 from . import config, files, groups
 from .images import SKIP_REASONS, ImageError, open_image, read_image_file, sharpness
 
-SCAN_CACHE_VERSION = 4  # 4: keypoints for verified near-duplicate groups (maskdet.groups)
+SCAN_CACHE_VERSION = 5  # 4: keypoints for verified near-duplicate groups (maskdet.groups); 5: + thumbnails
 
 
 class DatasetError(ValueError):
