@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config, files, groups
+from . import config, files, groups, photo_match
 from .images import SKIP_REASONS, ImageError, open_image, read_image_file, sharpness
 
 SCAN_CACHE_VERSION = 5  # 4: keypoints for verified near-duplicate groups (maskdet.groups); 5: + thumbnails
@@ -117,7 +117,7 @@ def _scan_file(path: str) -> dict:
         row["width"], row["height"] = img.size
         row["sharpness"] = sharpness(img)
         row["signature"] = groups.signature(img)
-        row["keypoints"] = groups.keypoints(img)
+        row["keypoints"] = photo_match.keypoints(img)
     except ImageError as exc:
         row["error"] = str(exc).replace("image: ", "", 1)
         row["skipped"] = exc.reason
@@ -170,7 +170,7 @@ def scan(
     todo = [i for i, k in enumerate(keys) if k not in cached]
     results: dict[int, dict] = {}
     if todo:
-        groups.prepare()  # OpenCV loaded once, here, before the reading threads use it
+        photo_match.prepare()  # OpenCV loaded once, here, before the reading threads use it
     with ThreadPoolExecutor(max_workers=config.READ_THREADS) as pool:
         for n, (i, row) in enumerate(zip(todo, pool.map(_scan_file, table["path"].iloc[todo]))):
             results[i] = row
@@ -185,10 +185,10 @@ def scan(
         files.save_pickle_atomic(cache_path, table.assign(path=names))
     if progress:
         progress(0, 1, "checking look-alike pairs")
-    table = _cached_groups(
+    table = groups.cached_groups(
         table,
         names,
-        root,
+        _cache_file(root).with_name(_cache_file(root).name.replace("scan-", f"keypoints{groups.VERSION}-")),
         new_keypoints,
         use_cache,
         progress and (lambda d, t: progress(d, t, "checking look-alike pairs")),
@@ -205,62 +205,6 @@ def _size_and_time(path: str) -> tuple[int, int]:
     except OSError:
         return 0, -1
     return s.st_size, s.st_mtime_ns
-
-
-def _cached_groups(
-    table: pd.DataFrame, names: pd.Series, root: Path, new_keypoints: dict, use_cache: bool, progress=None
-) -> pd.DataFrame:
-    """groups.group_images over the readable rows, remembered on disk by the files' names (from the resolved
-    root) and contents. Keypoints live in a cache of their own (bulky; read only when the groups must be
-    worked out)."""
-    ok = table["error"].isna().to_numpy()
-    key = hashlib.sha1(
-        groups._PARAMS.encode() + "|".join(names + ":" + table["hash"].fillna("-")).encode()
-    ).hexdigest()[:20]
-    path = config.CACHE_DIR / f"groups-{key}.pkl"
-    names = units = None
-    if use_cache and path.exists():
-        try:
-            names, units = pd.read_pickle(path)
-        except Exception:  # a torn or stale cache is only a cache
-            names = None
-    if names is None or len(names) != len(table):
-        good = table[ok]
-        kp_path = _cache_file(root).with_name(_cache_file(root).name.replace("scan-", f"keypoints{groups.VERSION}-"))
-        stored = {}
-        if use_cache and len(new_keypoints) < good["hash"].nunique():
-            try:
-                stored = pd.read_pickle(kp_path)
-            except Exception:
-                stored = {}
-        known = {**stored, **new_keypoints}
-        path_of = dict(zip(good["hash"], good["path"]))
-
-        def keypoints_of(h):
-            if h not in known:  # the cache lost it: read the file again
-                known[h] = groups.keypoints(open_image(path_of[h]))
-            return known[h]
-
-        names, units = np.full(len(table), None, dtype=object), np.full(len(table), None, dtype=object)
-        if len(good):
-            names[ok], units[ok] = groups.group_images(
-                good["hash"].tolist(),
-                np.stack(good["signature"].to_numpy()),
-                keypoints_of,
-                use_cache=use_cache,
-                progress=progress,
-            )
-        if use_cache:
-            config.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-            files.save_pickle_atomic(path, (names, units))
-            if set(known) != set(stored):
-                files.save_pickle_atomic(kp_path, {h: known[h] for h in path_of if h in known})
-    table = table.copy()
-    table["group"] = names
-    table["split_unit"] = units  # groups linked by weaker evidence: kept on one side of the split too
-    table["group_size"] = table.groupby("group")["path"].transform("size")
-    table.loc[~ok, "group_size"] = np.nan
-    return table
 
 
 def file_counts(table: pd.DataFrame) -> dict:

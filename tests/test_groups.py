@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from conftest import PROJECT, cli
-from maskdet import config, dataset, groups, health, images
+from maskdet import config, dataset, health, images, photo_match as pm
 
 
 def photo(seed: int, size: int = 128) -> Image.Image:
@@ -103,14 +103,14 @@ def test_second_look_aligns_degraded_copies_and_not_other_photos():
         return Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).resize((128, 128), Image.BICUBIC)
 
     a = smooth(0)
-    ka, identity = groups.keypoints(a), np.eye(2, 3)
+    ka, identity = pm.keypoints(a), np.eye(2, 3)
     pixelated = a.resize((32, 32)).resize((128, 128), Image.Resampling.NEAREST)
     shifted = a.transform(a.size, Image.Transform.AFFINE, (1, 0, 10, 0, 1, -6))
     mirrored = pixelated.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     for copy, flip in ((pixelated, False), (shifted, False), (mirrored, True)):
-        assert groups.aligned_similarity(ka, groups.keypoints(copy), identity, flip) >= groups.ALIGN_NCC
+        assert pm.aligned_similarity(ka, pm.keypoints(copy), identity, flip) >= pm.ALIGN_NCC
     for seed in range(1, 6):
-        assert groups.aligned_similarity(ka, groups.keypoints(smooth(seed)), identity, False) < groups.ALIGN_NCC
+        assert pm.aligned_similarity(ka, pm.keypoints(smooth(seed)), identity, False) < pm.ALIGN_NCC
 
 
 # ---------------------------------------------------------------- the shared 12k data set
@@ -151,8 +151,8 @@ def test_the_second_look_joins_the_copies_judged_by_eye_and_no_different_people(
     group = dict(zip(table["path"].map(lambda p: str(Path(p).relative_to(facemask_dir))), table["group"]))
     different = [p for p in sample if p["verdict"] == "different"]
     assert len(different) == 8 and all(group[p["a"]] != group[p["b"]] for p in different)
-    assert all(p["aligned_correlation"] < groups.ALIGN_NCC for p in different)
-    kept = [p for p in sample if p["verdict"] == "copy" and p["aligned_correlation"] >= groups.ALIGN_NCC]
+    assert all(p["aligned_correlation"] < pm.ALIGN_NCC for p in different)
+    kept = [p for p in sample if p["verdict"] == "copy" and p["aligned_correlation"] >= pm.ALIGN_NCC]
     assert len(kept) > 150 and all(group[p["a"]] == group[p["b"]] for p in kept)
 
 
@@ -167,7 +167,7 @@ def test_grouped_pairs_judged_by_eye_are_copies_and_are_still_grouped(facemask_d
     assert all(group[p["a"]] == group[p["b"]] for p in sample)  # the figure still describes these groups
     # a small real sample of different photos, look-alikes among them, none verified as one photo
     picked = sample[:40]
-    kp = {name: groups.keypoints(images.open_image(facemask_dir / name)) for p in picked for name in (p["a"], p["b"])}
+    kp = {name: pm.keypoints(images.open_image(facemask_dir / name)) for p in picked for name in (p["a"], p["b"])}
     others = [(p["a"], q["b"]) for p, q in zip(picked, picked[1:]) if group[p["a"]] != group[q["b"]]]
     assert len(others) > 30
-    assert not any(groups.inliers(kp[a], kp[b]) >= groups.MIN_INLIERS for a, b in others)
+    assert not any(pm.inliers(kp[a], kp[b]) >= pm.MIN_INLIERS for a, b in others)
