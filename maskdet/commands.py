@@ -4,6 +4,7 @@ maskdet.__main__'s."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -81,20 +82,7 @@ def cmd_train(a):
     if a.run_dir:  # the process runs.start() spawns
         status = train.run(a.run_dir, lock_fd=a.lock_fd)
         return 0 if status["state"] != "failed" else 1
-    params = TrainParams(
-        backbone=a.backbone,
-        input_size=a.input_size,
-        epochs=a.epochs,
-        head_epochs=a.head_epochs,
-        batch_size=a.batch_size,
-        alpha=a.alpha,
-        learning_rate=a.learning_rate,
-        fine_tune_learning_rate=a.fine_tune_learning_rate,
-        val_fraction=a.val_fraction,
-        limit=a.limit,
-        augment=a.augment,
-        seed=a.seed,
-    )
+    params = TrainParams(**{f.name: getattr(a, f.name) for f in dataclasses.fields(TrainParams)})  # the parser's
     if not a.resume and not Path(a.data).expanduser().is_dir():  # a resumed run reads its own params.json
         raise FileNotFoundError(f"{a.data}: the dataset folder does not exist")
     if a.background:

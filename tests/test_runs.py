@@ -21,6 +21,11 @@ def dataset(tmp_path):
     return make_dataset(tmp_path / "faces", per_class=48)
 
 
+def tiny(epochs: int) -> TrainParams:
+    """The from-scratch MobileNet at its smallest, on small batches: what these tests train."""
+    return TrainParams(backbone=backbones.SCRATCH, epochs=epochs, batch_size=8, alpha=0.25, learning_rate=1e-3)
+
+
 def wait_for(predicate, timeout=240, every=0.2):
     end = time.time() + timeout
     while time.time() < end:
@@ -79,17 +84,7 @@ def test_cancel_stops_within_a_batch_or_so_and_keeps_what_it_learned(dataset, tm
     run_dir = runs.start(
         dataset,
         tmp_path / "runs",
-        TrainParams(
-            backbone=backbones.SCRATCH,
-            epochs=200,
-            batch_size=8,
-            alpha=0.25,
-            learning_rate=1e-3,
-            val_fraction=0.2,
-            limit=None,
-            augment=True,
-            seed=0,
-        ),
+        tiny(epochs=200),
     )
     wait_for(lambda: len(epoch_lines(run_dir)) >= 1)
     runs.cancel(run_dir)
@@ -109,17 +104,7 @@ def test_killed_run_shows_failed_and_resumes_from_its_checkpoint(dataset, tmp_pa
     run_dir = runs.start(
         dataset,
         runs_dir,
-        TrainParams(
-            backbone=backbones.SCRATCH,
-            epochs=4,
-            batch_size=8,
-            alpha=0.25,
-            learning_rate=1e-3,
-            val_fraction=0.2,
-            limit=None,
-            augment=True,
-            seed=0,
-        ),
+        tiny(epochs=4),
     )
     wait_for(
         lambda: (
@@ -155,34 +140,14 @@ def test_only_one_training_at_a_time(dataset, tmp_path):
     first = runs.start(
         dataset,
         runs_dir,
-        TrainParams(
-            backbone=backbones.SCRATCH,
-            epochs=200,
-            batch_size=8,
-            alpha=0.25,
-            learning_rate=1e-3,
-            val_fraction=0.2,
-            limit=None,
-            augment=True,
-            seed=0,
-        ),
+        tiny(epochs=200),
     )
     try:
         with pytest.raises(runs.RunError, match="already running"):
             runs.start(
                 dataset,
                 runs_dir,
-                TrainParams(
-                    backbone=backbones.SCRATCH,
-                    epochs=1,
-                    batch_size=8,
-                    alpha=0.25,
-                    learning_rate=1e-3,
-                    val_fraction=0.2,
-                    limit=None,
-                    augment=True,
-                    seed=0,
-                ),
+                tiny(epochs=1),
             )
         proc = cli("train", "--data", dataset, "--epochs", 1, "--runs-dir", runs_dir)
         assert proc.returncode == 2 and "already running" in proc.stderr and "Traceback" not in proc.stderr
