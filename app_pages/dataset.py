@@ -196,8 +196,8 @@ def health(report: dict, table: pd.DataFrame):
     cols[1].metric(
         "Near-duplicate groups",
         f"{report['near_duplicate_groups']:,}",
-        help="copies of one photo (re-saved, resized, flipped, rotated, shifted, zoomed or cropped), "
-        "each link verified by matching keypoints; a group never straddles the split",
+        help="copies of one photo (re-saved, resized, flipped, rotated, shifted, zoomed, cropped, blurred or "
+        "pixelated), each link verified by matching keypoints or aligned pixels; a group never straddles the split",
     )
     cols[2].metric("Images in such groups", f"{report['images_in_near_duplicate_groups']:,}")
     cols[3].metric(
@@ -298,8 +298,9 @@ def near_duplicates(table: pd.DataFrame):
         return
     groups = groups.sort_values(["both", "size"], ascending=False).reset_index(drop=True)
     st.caption(
-        "Each group is one photo and its copies (re-saved, resized, flipped, rotated, shifted, zoomed or "
-        "cropped), every link verified by matching keypoints. A group is kept in one split so validation "
+        "Each group is one photo and its copies (re-saved, resized, flipped, rotated, shifted, zoomed, cropped, "
+        "blurred or pixelated), every link verified by matching keypoints or aligned pixels. A group is kept in "
+        "one split so validation "
         "never sees a copy of a training face; groups filed under both labels come first."
     )
     labels = {i: f"#{i + 1}: {r['size']} images · {r['labels']} · {r['split']}" for i, r in groups.iterrows()}
