@@ -149,12 +149,12 @@ def webrtc_loop(clf, clip: Path, seconds: float) -> dict:
             return out
 
     async def run():
-        camera, server = (RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(2))
-        camera.addTransceiver(Camera(), direction="sendrecv")
+        browser, server = (RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(2))
+        browser.addTransceiver(Camera(), direction="sendrecv")
         back = {"n": 0}
         server.on("track", lambda track: server.addTrack(Analysed(track)))
 
-        @camera.on("track")
+        @browser.on("track")
         def on_back(track):
             async def sink():
                 with contextlib.suppress(MediaStreamError):  # the end, at close
@@ -164,10 +164,10 @@ def webrtc_loop(clf, clip: Path, seconds: float) -> dict:
 
             asyncio.ensure_future(sink())
 
-        await camera.setLocalDescription(await camera.createOffer())
-        await server.setRemoteDescription(camera.localDescription)
+        await browser.setLocalDescription(await browser.createOffer())
+        await server.setRemoteDescription(browser.localDescription)
         await server.setLocalDescription(await server.createAnswer())
-        await camera.setRemoteDescription(server.localDescription)
+        await browser.setRemoteDescription(server.localDescription)
         await asyncio.sleep(5)  # connected, warmed up
         n0, t0 = back["n"], time.perf_counter()
         await asyncio.sleep(seconds)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import cli, make_dataset
-from maskdet import backbones, config, images, infer, model as model_lib, torch_weights
+from maskdet import backbones, cards, config, images, infer, model as model_lib, torch_weights
 
 # ImageNet-1k classes a masked face falls in: gas mask / respirator, oxygen mask, ski mask
 MASK_CLASSES = {570, 691, 796}
@@ -104,7 +104,7 @@ def test_a_pretrained_run_trains_the_head_first_then_fine_tunes(tmp_path):
     assert not np.allclose(final.get_weights()[0], imagenet)  # then fine-tuned
     epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [1, 2]
-    card = __import__("maskdet.models", fromlist=["x"]).make_card(run_dir)
+    card = cards.make_card(run_dir)
     assert card["backbone"] == "mobilenet_v2" and card["weights_licence"].startswith("BSD-3-Clause")
 
 
