@@ -143,3 +143,48 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"report_{report.when}", report)
+
+
+def fake_run(runs_dir, name, payload: bytes, state="done", accuracy=0.9, constant=False):
+    """A finished run folder whose model.keras holds `payload` (promotion copies bytes, it never loads them);
+    `constant`: its evaluation is that of a model answering one class for every face."""
+    from maskdet import files  # after the environment above is set
+
+    run_dir = runs_dir / name
+    run_dir.mkdir(parents=True)
+    files.write_json_atomic(
+        run_dir / "params.json",
+        {
+            "data": "/data/facemask",
+            "epochs": 3,
+            "batch_size": 64,
+            "alpha": 0.25,
+            "learning_rate": 0.002,
+            "val_fraction": 0.2,
+            "limit": None,
+        },
+    )
+    files.write_json_atomic(
+        run_dir / "status.json",
+        {
+            "run_id": name,
+            "state": state,
+            "completed_epochs": 3,
+            "train_images": 800,
+            "val_images": 200,
+            "val_accuracy": accuracy,
+        },
+    )
+    files.write_json_atomic(
+        run_dir / "evaluation.json",
+        {
+            "accuracy": accuracy,
+            "balanced_accuracy": 0.5 if constant else accuracy,
+            "n": 150 if constant else 200,
+            "confusion_matrix": [[94, 0], [56, 0]] if constant else [[90, 10], [10, 90]],
+            "threshold": 0.5,
+        },
+    )
+    if state != "failed":
+        (run_dir / "model.keras").write_bytes(payload)
+    return run_dir

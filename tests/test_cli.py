@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import cli
-from maskdet import config, dataset, files, runs
+from conftest import cli, fake_run
+from maskdet import config, dataset, runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 # what TensorFlow's C++ runtime prints on import, before any Python code can silence it
@@ -135,19 +135,7 @@ def test_promote_writes_a_card_whose_validation_figures_evaluate_reproduces(tmp_
 
 
 def test_promote_refuses_a_constant_model_without_force_and_says_why(tmp_path):
-    from test_models import fake_run
-
-    run = fake_run(tmp_path / "runs", "20260101-000000-ffff", b"model F", accuracy=0.627)
-    files.write_json_atomic(
-        run / "evaluation.json",
-        {
-            "accuracy": 0.627,
-            "balanced_accuracy": 0.5,
-            "n": 150,
-            "confusion_matrix": [[94, 0], [56, 0]],
-            "threshold": 0.5,
-        },
-    )
+    run = fake_run(tmp_path / "runs", "20260101-000000-ffff", b"model F", accuracy=0.627, constant=True)
     env = {"MASKDET_MODELS": str(tmp_path / "models"), "MASKDET_RUNS": str(tmp_path / "runs")}
     proc = cli("promote", run.name, env=env)
     assert proc.returncode == 2

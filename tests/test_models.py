@@ -8,49 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import fake_run
 from maskdet import cards, config, dataset, files, gallery, models, runs
-
-
-def fake_run(runs_dir, name, payload: bytes, state="done", accuracy=0.9):
-    """A finished run folder whose model.keras holds `payload` (promotion copies bytes, it never loads them)."""
-    run_dir = runs_dir / name
-    run_dir.mkdir(parents=True)
-    files.write_json_atomic(
-        run_dir / "params.json",
-        {
-            "data": "/data/facemask",
-            "epochs": 3,
-            "batch_size": 64,
-            "alpha": 0.25,
-            "learning_rate": 0.002,
-            "val_fraction": 0.2,
-            "limit": None,
-        },
-    )
-    files.write_json_atomic(
-        run_dir / "status.json",
-        {
-            "run_id": name,
-            "state": state,
-            "completed_epochs": 3,
-            "train_images": 800,
-            "val_images": 200,
-            "val_accuracy": accuracy,
-        },
-    )
-    files.write_json_atomic(
-        run_dir / "evaluation.json",
-        {
-            "accuracy": accuracy,
-            "balanced_accuracy": accuracy,
-            "n": 200,
-            "confusion_matrix": [[90, 10], [10, 90]],
-            "threshold": 0.5,
-        },
-    )
-    if state != "failed":
-        (run_dir / "model.keras").write_bytes(payload)
-    return run_dir
 
 
 @pytest.fixture
@@ -181,17 +140,7 @@ def test_a_model_that_answers_one_class_for_everything_is_degenerate():
 
 def test_a_degenerate_model_is_promoted_only_when_forced_and_its_card_says_why(tmp_path, shelf):
     dest, card = shelf
-    run = fake_run(tmp_path / "runs", "20260101-000000-eeee", b"model E", accuracy=0.627)
-    files.write_json_atomic(
-        run / "evaluation.json",
-        {
-            "accuracy": 0.627,
-            "balanced_accuracy": 0.5,
-            "n": 150,
-            "confusion_matrix": [[94, 0], [56, 0]],
-            "threshold": 0.5,
-        },
-    )
+    run = fake_run(tmp_path / "runs", "20260101-000000-eeee", b"model E", accuracy=0.627, constant=True)
     with pytest.raises(models.DegenerateModel, match="constant output"):
         models.promote(run, dest, card)
     assert not dest.exists()

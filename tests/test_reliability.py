@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PROJECT, cli, make_dataset, synthetic_face
+from conftest import PROJECT, cli, fake_run, make_dataset, synthetic_face
 from maskdet import config, dataset, files, images, infer, model as model_lib, models, runs
 
 
@@ -206,8 +206,6 @@ def test_status_writes_are_atomic_under_sigkill(tmp_path):
 def test_promotion_and_rollback_killed_at_any_moment_leave_whole_files(tmp_path):
     """A process promoting and rolling back in a loop, killed at random moments: the active model is always
     one of the two models byte for byte (never a mix or a cut), and its card is whole JSON."""
-    from test_models import fake_run
-
     big_a, big_b = b"A" * 3_000_000, b"B" * 3_000_000  # large enough that a copy takes a while
     run_a = fake_run(tmp_path / "runs", "20260101-000000-aaaa", big_a)
     run_b = fake_run(tmp_path / "runs", "20260101-000000-bbbb", big_b)
