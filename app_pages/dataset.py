@@ -129,7 +129,8 @@ def summary(report: dict):
     st.caption(
         f"{report['readable']:,} of {report['files']:,} files are images in use (told by their content, "
         f"not their names). Split (near-duplicates kept together): train {sum(split['train'].values()):,} · "
-        f"validation {sum(split['val'].values()):,} images."
+        f"validation {sum(split['val'].values()):,} images, remembered for this folder: files added later join "
+        "their copies' side or are split by their content, and the old ones stay where they were."
     )
 
 

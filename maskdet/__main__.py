@@ -47,6 +47,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=config.DATA_DIR)
     p.add_argument("--val-fraction", type=float, default=config.DEFAULT_VAL_FRACTION)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--forget-split",
+        action="store_true",
+        help="split afresh by the files alone (else images keep the side an earlier scan of this folder gave them)",
+    )
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("train", help="train a model; prints the run folder")

@@ -27,11 +27,13 @@ def cmd_download(a):
 
 
 def cmd_scan(a):
-    from . import dataset, health
+    from . import dataset, health, split_memory
 
     def progress(done, total, what="reading images"):
         print(f"\r{what} {done}/{total}   ", end="", file=sys.stderr)
 
+    if a.forget_split and split_memory.forget(a.data, a.val_fraction):
+        print(f"{a.data}: the remembered split is forgotten; splitting by the files alone", file=sys.stderr)
     table = dataset.scan(a.data, val_fraction=a.val_fraction, progress=progress)
     print(file=sys.stderr)
     report = health.health(table)

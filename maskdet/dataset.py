@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config, files, groups, photo_match
+from . import config, files, groups, photo_match, split_memory
 from .images import SKIP_REASONS, ImageError, open_image, read_image_file, sharpness
 
 SCAN_CACHE_VERSION = 5  # 4: keypoints for verified near-duplicate groups (maskdet.groups); 5: + thumbnails
@@ -195,6 +195,8 @@ def scan(
     )
     table["split"] = groups.split_of_groups(table["split_unit"], val_fraction)
     table.loc[table["error"].notna(), "split"] = None
+    if use_cache:  # the old files keep their side when files are added (maskdet.split_memory)
+        table["split"] = split_memory.remembered_split(table, table["split"], root, val_fraction)
     return table.drop(columns=["mtime"])
 
 

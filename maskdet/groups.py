@@ -224,8 +224,8 @@ def cached_groups(
 
 def split_of_groups(groups: pd.Series, val_fraction: float) -> pd.Series:
     """Group name -> "val" or "train": a hash of the group's name (its smallest content hash), so the
-    split is the same on every machine and run, a group keeps its side when files are added unless it
-    merges with another, and growing val_fraction only adds groups."""
+    split is the same on every machine and run, and growing val_fraction only adds groups. A new copy with a
+    smaller hash renames its group and may move it: maskdet.split_memory keeps a folder's old files put."""
     if not 0 < val_fraction < 1:
         raise ValueError("val_fraction must be between 0 and 1")
 

@@ -7,11 +7,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image, ImageFilter
 
 from conftest import PROJECT, cli
-from maskdet import config, dataset, health, images, photo_match as pm
+from maskdet import config, dataset, health, images, photo_match as pm, split_memory
 
 
 def photo(seed: int, size: int = 128) -> Image.Image:
@@ -91,6 +92,45 @@ def test_adding_photos_leaves_the_old_files_where_they_were(tmp_path):
     assert after.loc[before.index, "split"].equals(before["split"])
     assert after.loc[before.index, "group"].equals(before["group"])
     assert before["group"].nunique() == 30 and after["group"].nunique() == 33
+
+
+def test_the_split_is_remembered_so_new_copies_do_not_move_their_group(tmp_path):
+    for seed in range(30):
+        cls = config.CLASS_NAMES[seed % 2]
+        save(photo(seed), tmp_path / cls / f"p{seed}.jpg")
+        save(copies(photo(seed))["flipped"], tmp_path / cls / f"p{seed}_flipped.jpg")
+    before = dataset.scan(tmp_path).set_index("path")
+    for seed in range(30):  # new copies of every photo: with the pure rule, a new smallest hash moves groups
+        for name, img in copies(photo(seed)).items():
+            for q in (60, 75, 90):
+                save(img, tmp_path / config.CLASS_NAMES[seed % 2] / f"p{seed}_{name}_q{q}.jpg", quality=q)
+    pure = dataset.scan(tmp_path, use_cache=False).set_index("path")
+    assert (pure.loc[before.index, "split"] != before["split"]).any()  # the case the memory is for
+    after = dataset.scan(tmp_path).set_index("path")
+    assert after.loc[before.index, "split"].equals(before["split"])  # no old file moved
+    assert (after.groupby("group")["split"].nunique() == 1).all()  # new copies join their group's side
+    out = cli("scan", "--data", tmp_path, "--forget-split", "--json", check=True)
+    assert "remembered split is forgotten" in out.stderr
+    rel = {str(Path(p).relative_to(tmp_path)): s for p, s in pure["split"].items()}
+    assert json.loads(out.stdout)["split"] == rel  # forgotten: the pure rule again
+
+
+def test_a_new_copy_joining_two_remembered_groups_moves_the_smaller_one(tmp_path):
+    table = pd.DataFrame(
+        {
+            "hash": ["a1", "a2", "a3", "b1", "b2", "new"],
+            "split_unit": ["u"] * 6,  # the new file proved the two old groups one photo
+            "error": [None] * 6,
+        }
+    )
+    pure = pd.Series(["train"] * 6)
+    book = split_memory.memory_file(tmp_path, 0.2)
+    book.parent.mkdir(parents=True, exist_ok=True)
+    book.write_text(json.dumps({"sides": {"a1": "val", "a2": "val", "a3": "val", "b1": "train", "b2": "train"}}))
+    assert split_memory.remembered_split(table, pure, tmp_path, 0.2).tolist() == ["val"] * 6
+    assert json.loads(book.read_text())["sides"]["new"] == "val"
+    assert split_memory.forget(tmp_path, 0.2) and not book.exists()
+    assert split_memory.remembered_split(table, pure, tmp_path, 0.2).tolist() == ["train"] * 6
 
 
 def test_second_look_aligns_degraded_copies_and_not_other_photos():
