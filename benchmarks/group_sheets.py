@@ -1,7 +1,8 @@
 """Contact sheets of the precision sample (benchmarks/group_pairs.json): each pair of images that the
 near-duplicate finder put in one group, side by side and numbered, to judge by eye whether they are copies
 of one photo. Prints the verdicts recorded in the file ("copy" or "different"). `--file group_lifted.json`
-draws the pairs joined by the second look (aligned thumbnails) instead, with their correlation.
+draws the pairs joined by the second look (aligned thumbnails) instead, with their correlation; `--file
+group_merged.json` the links that joined groups when that look began to allow stretched and zoomed copies.
 
     python benchmarks/group_sheets.py [--data ../shared/datasets/facemask-12k] [--out /tmp/group-sheets]
         [--file group_pairs.json]

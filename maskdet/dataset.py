@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config, files, groups, photo_match, split_memory
+from . import config, files, groups, photo_match as pm, split_memory
 from .images import SKIP_REASONS, ImageError, open_image, read_image_file, sharpness
 
 SCAN_CACHE_VERSION = 5  # 4: keypoints for verified near-duplicate groups (maskdet.groups); 5: + thumbnails
@@ -117,7 +117,7 @@ def _scan_file(path: str) -> dict:
         row["width"], row["height"] = img.size
         row["sharpness"] = sharpness(img)
         row["signature"] = groups.signature(img)
-        row["keypoints"] = photo_match.keypoints(img)
+        row["keypoints"] = pm.keypoints(img)
     except ImageError as exc:
         row["error"] = str(exc).replace("image: ", "", 1)
         row["skipped"] = exc.reason
@@ -170,7 +170,7 @@ def scan(
     todo = [i for i, k in enumerate(keys) if k not in cached]
     results: dict[int, dict] = {}
     if todo:
-        photo_match.prepare()  # OpenCV loaded once, here, before the reading threads use it
+        pm.prepare()  # OpenCV loaded once, here, before the reading threads use it
     with ThreadPoolExecutor(max_workers=config.READ_THREADS) as pool:
         for n, (i, row) in enumerate(zip(todo, pool.map(_scan_file, table["path"].iloc[todo]))):
             results[i] = row
@@ -188,7 +188,7 @@ def scan(
     table = groups.cached_groups(
         table,
         names,
-        _cache_file(root).with_name(_cache_file(root).name.replace("scan-", f"keypoints{groups.VERSION}-")),
+        _cache_file(root).with_name(_cache_file(root).name.replace("scan-", f"keypoints{pm.KEYPOINTS_VERSION}-")),
         new_keypoints,
         use_cache,
         progress and (lambda d, t: progress(d, t, "checking look-alike pairs")),

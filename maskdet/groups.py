@@ -24,11 +24,11 @@ from .images import open_image
 
 NEIGHBOURS = 12  # candidates: each image's nearest look-alikes by signature
 MIN_SIMILARITY = 0.5  # ... and alike in colour (keypoints are matched in grey, so a same-shaped drawing would pass)
-VERSION = 2  # of the grouping rule: part of every cache key here
+VERSION = 3  # of the grouping rule: part of every cache key here
 _PARAMS = (
     f"{VERSION}|{NEIGHBOURS}|{MIN_SIMILARITY}|{pm.FEATURE_SIDE}|{pm.N_FEATURES}|{pm.FAST_THRESHOLD}|"
     f"{pm.MIN_INLIERS}|{pm.SPLIT_INLIERS}|{pm.RANSAC_PX}|{pm.SCALE_RANGE}|{pm.ALIGN_FROM}|{pm.ALIGN_NCC}|"
-    f"{pm.THUMB_SIDE}|{pm.ALIGN_OVERLAP}"
+    f"{pm.THUMB_SIDE}|{pm.ALIGN_OVERLAP}|{pm.ALIGN_STRETCH}|{pm.ALIGN_SPLIT_NCC}"
 )
 
 

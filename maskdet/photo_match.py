@@ -12,6 +12,7 @@ import threading
 import numpy as np
 from PIL import Image
 
+KEYPOINTS_VERSION = 2  # of what keypoints() returns: names their cache (groups.VERSION may change without it)
 FEATURE_SIDE = 160  # keypoints are found on the image resized to this square (crops are 100-128 px)
 N_FEATURES = 150
 FAST_THRESHOLD = 10
@@ -22,14 +23,17 @@ MIN_INLIERS = 24
 SPLIT_INLIERS = 16
 RANSAC_PX = 3.0  # reprojection error allowed, pixels at FEATURE_SIDE
 SCALE_RANGE = (0.4, 2.5)  # a zoom beyond these is no augmentation of this data
-# The second look: pairs with ALIGN_FROM..MIN_INLIERS inliers (blurred, pixelated, recoloured copies, and
-# look-alikes) are aligned on THUMB_SIDE-px grey thumbnails by ECC from the keypoints' transform; copies of one
-# photo correlate >= ALIGN_NCC over most of the picture, different people on a sample of 3,000 rejected pairs
-# did not (docs/groups.md). A pair that passes counts as MIN_INLIERS: one photo.
-ALIGN_FROM = 12
+# The second look: pairs with ALIGN_FROM..MIN_INLIERS inliers (blurred, pixelated, recoloured or stretched
+# copies, and look-alikes) are aligned on THUMB_SIDE-px grey thumbnails by ECC from the keypoints' transform;
+# copies of one photo correlate >= ALIGN_NCC over most of the picture, different people (aligned CelebA
+# portraits: 0.951-0.963) did not (docs/groups.md). A pair that passes counts as MIN_INLIERS: one photo; one
+# that reaches ALIGN_SPLIT_NCC counts as SPLIT_INLIERS: kept on one side of the split, not called one photo.
+ALIGN_FROM = 8
 ALIGN_NCC = 0.975
+ALIGN_SPLIT_NCC = 0.95
 THUMB_SIDE = 64
-ALIGN_OVERLAP = 0.6  # of the thumbnail the aligned pictures must share
+ALIGN_OVERLAP = 0.4  # of the thumbnail the aligned pictures must share (zoomed copies share less)
+ALIGN_STRETCH = 2.0  # one axis stretched this much more than the other at most (the data's augmentation stretches)
 
 
 # ---------------------------------------------------------------- per image
@@ -68,7 +72,8 @@ def keypoints(img: Image.Image) -> tuple:
 def aligned_similarity(a: tuple, b: tuple, M: np.ndarray, mirrored: bool) -> float:
     """Correlation of a's thumbnail with b's (or b's mirror image's), b aligned onto a by ECC (an affine warp)
     starting from M, the keypoints' transform (a -> b at FEATURE_SIDE). -1 when the alignment fails, shears or
-    zooms beyond SCALE_RANGE, or leaves less than ALIGN_OVERLAP of the picture shared."""
+    zooms beyond SCALE_RANGE, stretches beyond ALIGN_STRETCH, or leaves less than ALIGN_OVERLAP of the picture
+    shared."""
     import cv2
 
     blur = lambda t: cv2.GaussianBlur(t.astype(np.float32), (0, 0), 1.0)  # noqa: E731
@@ -82,7 +87,7 @@ def aligned_similarity(a: tuple, b: tuple, M: np.ndarray, mirrored: bool) -> flo
     except cv2.error:  # did not converge
         return -1.0
     s = np.linalg.svd(W[:, :2].astype(np.float64), compute_uv=False)
-    if not (SCALE_RANGE[0] <= s[1] and s[0] <= SCALE_RANGE[1] and s[0] <= 1.25 * s[1]):  # a similarity, in range
+    if not (SCALE_RANGE[0] <= s[1] and s[0] <= SCALE_RANGE[1] and s[0] <= ALIGN_STRETCH * s[1]):  # zoom, stretch
         return -1.0
     size, flags = (THUMB_SIDE, THUMB_SIDE), cv2.WARP_INVERSE_MAP
     warped = cv2.warpAffine(B, W, size, flags=cv2.INTER_LINEAR | flags)
@@ -99,7 +104,8 @@ def aligned_similarity(a: tuple, b: tuple, M: np.ndarray, mirrored: bool) -> flo
 def inliers(a: tuple, b: tuple) -> int:
     """How many keypoints of `a` one similarity transform maps onto `b` (or onto b's mirror image): the
     evidence that two images are one photo; MIN_INLIERS at least where a pair short of it passed the second
-    look (aligned_similarity >= ALIGN_NCC). Deterministic (RANSAC seeded per pair)."""
+    look (aligned_similarity >= ALIGN_NCC), SPLIT_INLIERS at least where it came near (>= ALIGN_SPLIT_NCC).
+    Deterministic (RANSAC seeded per pair)."""
     return inliers_many([(a, b)])[0]
 
 
@@ -199,7 +205,11 @@ def inliers_many(pairs: list[tuple[tuple, tuple]]) -> list[int]:
                 best, best_fit = count, (M, o == 1)
             if best >= MIN_INLIERS:
                 break  # the other orientation cannot change the verdict
-        if ALIGN_FROM <= best < MIN_INLIERS and aligned_similarity(a, b, *best_fit) >= ALIGN_NCC:
-            best = MIN_INLIERS
+        if ALIGN_FROM <= best < MIN_INLIERS:
+            ncc = aligned_similarity(a, b, *best_fit)
+            if ncc >= ALIGN_NCC:
+                best = MIN_INLIERS
+            elif ncc >= ALIGN_SPLIT_NCC:
+                best = max(best, SPLIT_INLIERS)
         out[p] = best
     return out
