@@ -141,7 +141,8 @@ def scan(
 
     Columns: path, label, width, height, bytes, format, mode, sharpness, hash, error, skipped,
     group (near-duplicate group: copies of one photo, named by its smallest content hash), group_size,
-    split_unit (groups the split keeps together), split ("train"/"val"; None for files not used).
+    split_unit (groups the split keeps together), split ("train"/"val"; None for files not used; with the
+    cache, remembered per folder so that added files do not move old ones: maskdet.split_memory).
     Files not used (not an image, empty, unreadable, too small or large, hidden) stay in the table
     with `skipped` (the reason, one of SKIP_REASONS) and `error` (what exactly) set; never fatal.
     `progress(done, total, what)` is called while files are read and while look-alike pairs are checked.
