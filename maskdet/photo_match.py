@@ -151,13 +151,37 @@ def _scale_in_range(M: np.ndarray) -> bool:
 
 
 def inliers_many(pairs: list[tuple[tuple, tuple]]) -> list[int]:
-    """inliers(a, b) of each (a, b), the same numbers: the descriptor matching (brute-force Hamming with a
-    cross-check, as OpenCV's BFMatcher(NORM_HAMMING, crossCheck=True): each keypoint's nearest, the first
-    of equals, kept when it is the other's nearest too; in query order) done for all pairs at once in
-    NumPy, then the RANSAC fit per pair and orientation as before."""
+    """inliers(a, b) of each (a, b), the same numbers: the keypoints' evidence (_fits), then the second look
+    for the pairs a few inliers short."""
+    out = []
+    for (a, b), (best, fit) in zip(pairs, _fits(pairs, ALIGN_FROM)):
+        if ALIGN_FROM <= best < MIN_INLIERS:
+            ncc = aligned_similarity(a, b, *fit)
+            if ncc >= ALIGN_NCC:
+                best = MIN_INLIERS
+            elif ncc >= ALIGN_SPLIT_NCC:
+                best = max(best, SPLIT_INLIERS)
+        out.append(best)
+    return out
+
+
+def evidence_many(pairs: list[tuple[tuple, tuple]], align_from: int = ALIGN_FROM) -> list[tuple[int, float | None]]:
+    """The raw evidence of each pair, for studies of the rule (benchmarks/group_rules.py): its inliers before
+    the second look, and its aligned correlation where align_from <= inliers < MIN_INLIERS (else None)."""
+    return [
+        (best, aligned_similarity(a, b, *fit) if align_from <= best < MIN_INLIERS else None)
+        for (a, b), (best, fit) in zip(pairs, _fits(pairs, align_from))
+    ]
+
+
+def _fits(pairs: list[tuple[tuple, tuple]], align_from: int) -> list[tuple[int, tuple | None]]:
+    """(inliers, (transform, mirrored)) of each pair, (0, None) where fewer than `align_from` keypoints match:
+    the descriptor matching (brute-force Hamming with a cross-check, as OpenCV's BFMatcher(NORM_HAMMING,
+    crossCheck=True): each keypoint's nearest, the first of equals, kept when it is the other's nearest too;
+    in query order) done for all pairs at once in NumPy, then the RANSAC fit per pair and orientation."""
     import cv2
 
-    out = [0] * len(pairs)
+    out = [(0, None)] * len(pairs)
     if not pairs:
         return out
     na = np.array([len(a[1]) for a, _ in pairs])
@@ -190,7 +214,7 @@ def inliers_many(pairs: list[tuple[tuple, tuple]]) -> list[int]:
         best, best_fit = 0, None
         pa = None
         for o, pb in ((0, b[0]), (1, b[2])):
-            if counts[p, o] < ALIGN_FROM:
+            if counts[p, o] < align_from:
                 continue
             if pa is None:
                 pa = a[0].astype(np.float32)
@@ -205,11 +229,5 @@ def inliers_many(pairs: list[tuple[tuple, tuple]]) -> list[int]:
                 best, best_fit = count, (M, o == 1)
             if best >= MIN_INLIERS:
                 break  # the other orientation cannot change the verdict
-        if ALIGN_FROM <= best < MIN_INLIERS:
-            ncc = aligned_similarity(a, b, *best_fit)
-            if ncc >= ALIGN_NCC:
-                best = MIN_INLIERS
-            elif ncc >= ALIGN_SPLIT_NCC:
-                best = max(best, SPLIT_INLIERS)
-        out[p] = best
+        out[p] = (best, best_fit)
     return out

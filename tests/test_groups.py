@@ -151,6 +151,21 @@ def test_second_look_aligns_degraded_copies_and_not_other_photos():
         assert pm.aligned_similarity(ka, pm.keypoints(copy), identity, flip) >= pm.ALIGN_NCC
     for seed in range(1, 6):
         assert pm.aligned_similarity(ka, pm.keypoints(smooth(seed)), identity, False) < pm.ALIGN_NCC
+    # stretched (as this data's augmentation stretches): one axis 1.5x the other, found by the warp
+    stretched = a.transform(a.size, Image.Transform.AFFINE, (1, 0, 0, 0, 1 / 1.5, 20))
+    assert pm.aligned_similarity(ka, pm.keypoints(stretched), identity, False) >= pm.ALIGN_NCC
+
+
+def test_the_raw_evidence_gives_the_verdicts():
+    """evidence_many (for studies of the rule) and inliers_many (the verdicts) tell one story."""
+    pairs = [(pm.keypoints(photo(0)), pm.keypoints(c)) for c in copies(photo(0)).values()]
+    pairs += [(pm.keypoints(photo(0)), pm.keypoints(photo(s))) for s in range(1, 4)]
+    verdicts = pm.inliers_many(pairs)
+    for (n, ncc), verdict in zip(pm.evidence_many(pairs), verdicts):
+        ncc = -1.0 if ncc is None else ncc
+        near = max(n, pm.SPLIT_INLIERS) if ncc >= pm.ALIGN_SPLIT_NCC else n
+        assert verdict == (pm.MIN_INLIERS if ncc >= pm.ALIGN_NCC else near)
+    assert all(v >= pm.MIN_INLIERS for v in verdicts[:5]) and all(v < pm.SPLIT_INLIERS for v in verdicts[5:])
 
 
 # ---------------------------------------------------------------- the shared 12k data set
