@@ -40,15 +40,7 @@ def dump(data: Path, neighbours: int) -> None:
     paths = good["path"].to_numpy()[first]
     pairs = groups.candidate_pairs(signatures, unique, k=neighbours)
     pm.prepare()
-    features = {}
-
-    def of(i):
-        if i not in features:
-            features[i] = pm.keypoints(open_image(paths[i]))
-        return features[i]
-
-    for i in np.unique(pairs):  # one thread: OpenCV and the dict
-        of(i)
+    features = {i: pm.keypoints(open_image(paths[i])) for i in np.unique(pairs)}
 
     def work(chunk):
         return pm.evidence_many([(features[i], features[j]) for i, j in chunk], align_from=LOWEST)
@@ -67,19 +59,11 @@ def dump(data: Path, neighbours: int) -> None:
 
 
 def components(n: int, links: np.ndarray) -> np.ndarray:
-    parent = np.arange(n)
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    """The component of each of n images, joined by `links` (maskdet.groups' union-find)."""
+    c = groups._Components(n)
     for i, j in links:
-        a, b = find(i), find(j)
-        if a != b:
-            parent[a] = b
-    return np.array([find(i) for i in range(n)])
+        c.union(i, j)
+    return np.array([c.find(i) for i in range(n)])
 
 
 def replay() -> None:

@@ -52,7 +52,7 @@ def remembered_split(table: pd.DataFrame, pure: pd.Series, root: str | Path, val
     ok = table["error"].isna() & table["split_unit"].notna()
     split = pure.copy()
     if ok.any():
-        rows = pd.DataFrame({"unit": table.loc[ok, "split_unit"], "hash": table.loc[ok, "hash"], "pure": pure[ok]})
+        rows = pd.DataFrame({"unit": table.loc[ok, "split_unit"], "hash": table.loc[ok, "hash"]})
         rows = rows.drop_duplicates("hash")  # an exact copy is one image: one vote
         known = rows["hash"].map(book)
         votes = pd.crosstab(rows["unit"], known).reindex(columns=list(SIDES), fill_value=0)
