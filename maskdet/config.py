@@ -34,10 +34,13 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 
 # Images larger than this many pixels are refused (decompression-bomb guard).
 MAX_IMAGE_PIXELS = 50_000_000
-# Threads, all sized from this machine's cores here: reading and decoding image files (I/O-bound, so one more
-# than the cores), verifying near-copy pairs (OpenCV, CPU-bound), and each LiteRT interpreter's own.
+# Threads and processes, all sized from this machine's cores here: reading and decoding image files (threads
+# for a few, one more than the cores; worker processes from READ_PROCESSES_FROM files on: maskdet.file_readers),
+# verifying near-copy pairs (OpenCV and numba, CPU-bound), and each LiteRT interpreter's own.
 CPUS = os.cpu_count() or 1
 READ_THREADS = min(4, CPUS + 1)
+READ_PROCESSES = min(8, CPUS)
+READ_PROCESSES_FROM = 1000
 VERIFY_THREADS = min(4, CPUS)
 LITE_THREADS = CPUS
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import config, files, groups, photo_match as pm, split_memory
-from .images import SKIP_REASONS, ImageError, open_image, read_image_file, sharpness
+from . import config, file_readers, files, groups, photo_match as pm, split_memory
+from .images import SKIP_REASONS, ImageError, read_image_file, sharpness
 
 SCAN_CACHE_VERSION = 5  # 4: keypoints for verified near-duplicate groups (maskdet.groups); 5: + thumbnails
 
@@ -111,9 +110,8 @@ def _scan_file(path: str) -> dict:
     try:
         if Path(path).name.startswith("."):
             raise ImageError("hidden file (its name starts with a dot); not read", "hidden file")
-        data, row["format"], row["mode"] = read_image_file(path)
+        data, row["format"], row["mode"], img = read_image_file(path, decode=True)
         row["hash"] = hashlib.sha1(data).hexdigest()
-        img = open_image(data)
         row["width"], row["height"] = img.size
         row["sharpness"] = sharpness(img)
         row["signature"] = groups.signature(img)
@@ -169,14 +167,12 @@ def scan(
         except Exception:  # a stale or torn cache is only a cache
             cached = {}
     todo = [i for i, k in enumerate(keys) if k not in cached]
-    results: dict[int, dict] = {}
     if todo:
         pm.prepare()  # OpenCV loaded once, here, before the reading threads use it
-    with ThreadPoolExecutor(max_workers=config.READ_THREADS) as pool:
-        for n, (i, row) in enumerate(zip(todo, pool.map(_scan_file, table["path"].iloc[todo]))):
-            results[i] = row
-            if progress and (n % 200 == 0 or n == len(todo) - 1):
-                progress(n + 1, len(todo), "reading images")
+    rows = file_readers.read_files(
+        table["path"].iloc[todo].tolist(), _scan_file, progress and (lambda d, t: progress(d, t, "reading images"))
+    )
+    results = dict(zip(todo, rows))
     cols = ["width", "height", "format", "mode", "sharpness", "hash", "error", "skipped", "signature"]
     new_keypoints = {row["hash"]: row["keypoints"] for row in results.values() if row.get("keypoints") is not None}
     records = [{c: (results.get(i) or cached[k]).get(c) for c in cols} for i, k in enumerate(keys)]

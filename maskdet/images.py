@@ -133,15 +133,16 @@ def _claimed_format(prefix: bytes) -> str | None:
     return None
 
 
-def read_image_file(path: str | Path) -> tuple[bytes, str, str]:
+def read_image_file(path: str | Path, decode: bool = False) -> tuple:
     """A file's bytes with its format and mode, once its header (Pillow, nothing decoded) says it is an
-    image: only an image is read whole. Raises ImageError saying why a file is not one."""
+    image: only an image is read whole. Raises ImageError saying why a file is not one. With `decode`, the
+    image too, as open_image gives it, decoded from the header already read: (bytes, format, mode, image)."""
     if not stat.S_ISREG(os.stat(path).st_mode):
         raise ImageError("not a regular file", "unreadable")
     with open(path, "rb") as f:
         try:
-            with Image.open(f, formats=_signed_formats()) as raw:  # the header only
-                image_format, mode = raw.format, raw.mode
+            raw = Image.open(f, formats=_signed_formats())  # the header only: decoded below if asked, from f
+            image_format, mode = raw.format, raw.mode
         except UnidentifiedImageError:
             f.seek(0)
             prefix = f.read(16)
@@ -157,4 +158,5 @@ def read_image_file(path: str | Path) -> tuple[bytes, str, str]:
                 f"the image is too large to open safely (limit {config.MAX_IMAGE_PIXELS:,} pixels)", "too large"
             ) from None
         f.seek(0)
-        return f.read(), image_format, mode
+        data = f.read()
+        return (data, image_format, mode, open_image(raw)) if decode else (data, image_format, mode)

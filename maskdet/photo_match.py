@@ -7,28 +7,29 @@ maskdet.groups picks the candidate pairs and joins what this module verifies.
 
 from __future__ import annotations
 
-import threading
-
+import numba
 import numpy as np
 from PIL import Image
 
-KEYPOINTS_VERSION = 2  # of what keypoints() returns: names their cache (groups.VERSION may change without it)
-FEATURE_SIDE = 160  # keypoints are found on the image resized to this square (crops are 100-128 px)
+KEYPOINTS_VERSION = 3  # of what keypoints() returns: names their cache (groups.VERSION may change without it)
+FEATURE_SIDE = 128  # keypoints are found on the image resized to this square (crops are 100-128 px)
 N_FEATURES = 150
 FAST_THRESHOLD = 10
+N_LEVELS = 5  # ORB's pyramid (scale 1.2 a level): 128 to 62 px
 # Keypoint pairs one similarity transform must explain to call two images one photo. Aligned portraits of
-# different people (CelebA crops: eyes and mouth at the same pixels) reach 16-30 such pairs, copies mostly
-# 30-80, so groups need MIN_INLIERS; weaker links (SPLIT_INLIERS) only keep images on one side of the split.
-MIN_INLIERS = 24
+# different people (CelebA crops: eyes and mouth at the same pixels) reach up to 27 such pairs, copies mostly
+# 30-80 (docs/groups.md), so groups need MIN_INLIERS, or the second look below; weaker links (SPLIT_INLIERS)
+# only keep images on one side of the split.
+MIN_INLIERS = 28
 SPLIT_INLIERS = 16
-RANSAC_PX = 3.0  # reprojection error allowed, pixels at FEATURE_SIDE
+RANSAC_PX = 2.4  # reprojection error allowed, pixels at FEATURE_SIDE
 SCALE_RANGE = (0.4, 2.5)  # a zoom beyond these is no augmentation of this data
 # The second look: pairs with ALIGN_FROM..MIN_INLIERS inliers (blurred, pixelated, recoloured or stretched
 # copies, and look-alikes) are aligned on THUMB_SIDE-px grey thumbnails by ECC from the keypoints' transform;
 # copies of one photo correlate >= ALIGN_NCC over most of the picture, different people (aligned CelebA
 # portraits: 0.951-0.963) did not (docs/groups.md). A pair that passes counts as MIN_INLIERS: one photo; one
 # that reaches ALIGN_SPLIT_NCC counts as SPLIT_INLIERS: kept on one side of the split, not called one photo.
-ALIGN_FROM = 8
+ALIGN_FROM = 7
 ALIGN_NCC = 0.975
 ALIGN_SPLIT_NCC = 0.95
 THUMB_SIDE = 64
@@ -49,22 +50,38 @@ def prepare() -> None:
 def _orb():
     import cv2
 
-    return cv2.ORB_create(nfeatures=N_FEATURES, edgeThreshold=15, patchSize=15, fastThreshold=FAST_THRESHOLD)
+    return cv2.ORB_create(
+        nfeatures=N_FEATURES,
+        nlevels=N_LEVELS,
+        edgeThreshold=15,
+        patchSize=15,
+        fastThreshold=FAST_THRESHOLD,
+        scoreType=cv2.ORB_FAST_SCORE,  # ranks corners as well here as the Harris score, for less time
+    )
+
+
+def _points(kp) -> np.ndarray:
+    import cv2
+
+    return cv2.KeyPoint_convert(kp).astype(np.float16).reshape(-1, 2) if kp else np.zeros((0, 2), np.float16)
 
 
 def keypoints(img: Image.Image) -> tuple:
     """ORB keypoints of the image and of its mirror image, and a grey thumbnail: (points, descriptors, mirror
     points, mirror descriptors, thumbnail); points float16 at FEATURE_SIDE, descriptors uint8 (n, 32),
-    thumbnail uint8 THUMB_SIDE x THUMB_SIDE."""
-    import cv2
+    thumbnail uint8 THUMB_SIDE x THUMB_SIDE. The mirror image's keypoints are the image's, mirrored (corners
+    are found alike in both): only their descriptors are computed again, on the mirror image."""
 
     grey_img = img.convert("L")
     grey = np.asarray(grey_img.resize((FEATURE_SIDE, FEATURE_SIDE), Image.Resampling.BILINEAR))
     orb, out = _orb(), []
-    for im in (grey, np.ascontiguousarray(grey[:, ::-1])):
-        kp, des = orb.detectAndCompute(im, None)
-        out.append(cv2.KeyPoint_convert(kp).astype(np.float16).reshape(-1, 2) if kp else np.zeros((0, 2), np.float16))
-        out.append(des if des is not None else np.zeros((0, 32), np.uint8))
+    kp, des = orb.detectAndCompute(grey, None)
+    out += [_points(kp), des if des is not None else np.zeros((0, 32), np.uint8)]
+    for k in kp:  # now the mirror image's
+        x, y = k.pt
+        k.pt, k.angle = (FEATURE_SIDE - 1 - x, y), (180 - k.angle) % 360
+    kp, des = orb.compute(np.ascontiguousarray(grey[:, ::-1]), kp) if kp else ((), None)
+    out += [_points(kp), des if des is not None else np.zeros((0, 32), np.uint8)]
     out.append(np.asarray(grey_img.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)))
     return tuple(out)
 
@@ -109,31 +126,42 @@ def inliers(a: tuple, b: tuple) -> int:
     return inliers_many([(a, b)])[0]
 
 
-CHUNK = 8  # pairs matched at once: their arrays (about 3 MB) stay in the cache
-_FAR = 1024  # above any Hamming distance of two 256-bit ORB descriptors: marks the padding
+CHUNK = 8  # pairs handed to a worker thread at once
 
 
-def _padded_words(descriptors: list[np.ndarray], side: int) -> np.ndarray:
-    """ORB descriptors (n, 32) uint8 -> (4, len, side) uint64: each descriptor as four 64-bit words, zero rows
-    after each set's own n."""
-    out = np.zeros((len(descriptors), side, 4), np.uint64)
-    for i, d in enumerate(descriptors):
-        if len(d):
-            out[i, : len(d)] = np.ascontiguousarray(d).view(np.uint64)
-    return out.transpose(2, 0, 1).copy()
+@numba.njit(inline="always")
+def _popcount(x):  # bits set in a uint64 (LLVM turns this into the CPU's popcount)
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
 
 
-_buffers = threading.local()
+@numba.njit(nogil=True, cache=True)
+def _mutual_nearest(a, b):
+    """ORB descriptors as (n, 4) uint64 words: each of a's nearest in b by Hamming distance (the first of
+    equals), and whether it is that one's nearest in a too (a cross-check, as OpenCV's BFMatcher(NORM_HAMMING,
+    crossCheck=True)). One pass over the distances, none stored; releases the GIL."""
+    na, nb = a.shape[0], b.shape[0]
+    row_best, row_arg = np.full(na, 1 << 20, np.int64), np.zeros(na, np.int64)
+    col_best, col_arg = np.full(nb, 1 << 20, np.int64), np.zeros(nb, np.int64)
+    for i in range(na):
+        a0, a1, a2, a3 = a[i, 0], a[i, 1], a[i, 2], a[i, 3]
+        for j in range(nb):
+            d = np.int64(_popcount(a0 ^ b[j, 0]) + _popcount(a1 ^ b[j, 1]) + _popcount(a2 ^ b[j, 2]))
+            d += np.int64(_popcount(a3 ^ b[j, 3]))
+            if d < row_best[i]:
+                row_best[i], row_arg[i] = d, j
+            if d < col_best[j]:
+                col_best[j], col_arg[j] = d, i
+    mutual = np.zeros(na, np.bool_)
+    for i in range(na):
+        mutual[i] = col_arg[row_arg[i]] == i
+    return row_arg, mutual
 
 
-def _workspace(shape: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """This thread's scratch arrays (uint64, uint8, int32) of a shape, kept between calls: fresh ones of a few
-    MB each call cost more in page faults than the arithmetic in them."""
-    n = int(np.prod(shape))
-    have = getattr(_buffers, "arrays", None)
-    if have is None or have[0].size < n:
-        have = _buffers.arrays = (np.empty(n, np.uint64), np.empty(n, np.uint8), np.empty(n, np.int32))
-    return tuple(a[:n].reshape(shape) for a in have)
+def _words(descriptors: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(descriptors).view(np.uint64).reshape(-1, 4)
 
 
 def _scale_in_range(M: np.ndarray) -> bool:
@@ -178,48 +206,26 @@ def _fits(pairs: list[tuple[tuple, tuple]], align_from: int) -> list[tuple[int, 
     """(inliers, (transform, mirrored)) of each pair, (0, None) where fewer than `align_from` keypoints match:
     the descriptor matching (brute-force Hamming with a cross-check, as OpenCV's BFMatcher(NORM_HAMMING,
     crossCheck=True): each keypoint's nearest, the first of equals, kept when it is the other's nearest too;
-    in query order) done for all pairs at once in NumPy, then the RANSAC fit per pair and orientation."""
+    in query order; _mutual_nearest), then the RANSAC fit, per pair and orientation (the mirror image's only
+    where the first leaves the verdict open)."""
     import cv2
 
     out = [(0, None)] * len(pairs)
-    if not pairs:
-        return out
-    na = np.array([len(a[1]) for a, _ in pairs])
-    nb = np.array([[len(b[1]), len(b[3])] for _, b in pairs])
-    side = int(max(na.max(), nb.max()))
-    if side == 0:
-        return out
-    wa = _padded_words([a[1] for a, _ in pairs], side)  # (4, P, side)
-    wb = np.concatenate(
-        [_padded_words([b[1] for _, b in pairs], side), _padded_words([b[3] for _, b in pairs], side)], axis=2
-    )  # (4, P, 2 side): b, mirror
-    xor, bits, dist = _workspace((len(pairs), side, 2 * side))
-    for k in range(4):
-        np.bitwise_xor(wa[k][:, :, None], wb[k][:, None, :], out=xor)
-        np.bitwise_count(xor, out=bits)
-        np.add(dist, bits, out=dist) if k else np.copyto(dist, bits)
-    dist = dist.reshape(len(pairs), side, 2, side)
-    for p in np.flatnonzero((na < side) | (nb < side).any(axis=1)):  # padding: never anyone's nearest
-        dist[p, na[p] :] = _FAR
-        dist[p, :, 0, nb[p, 0] :] = _FAR
-        dist[p, :, 1, nb[p, 1] :] = _FAR
-    nearest_b = dist.argmin(axis=3)  # (P, side, 2): each of a's keypoints' nearest in b (or its mirror)
-    nearest_a = dist.argmin(axis=1)  # (P, 2, side): each of b's keypoints' nearest in a
-    back = np.take_along_axis(nearest_a, nearest_b.transpose(0, 2, 1), axis=2)  # (P, 2, side)
-    rows = np.arange(side)
-    mutual = (back == rows) & (rows < na[:, None, None])
-    mutual &= ((na[:, None] >= 4) & (nb >= 4))[:, :, None]
-    counts = mutual.sum(axis=2)
     for p, (a, b) in enumerate(pairs):
         best, best_fit = 0, None
         pa = None
+        if len(a[1]) < 4:  # too few keypoints to tell anything
+            continue
         for o, pb in ((0, b[0]), (1, b[2])):
-            if counts[p, o] < align_from:
+            if len(b[1 + 2 * o]) < 4:
+                continue
+            nearest, mutual = _mutual_nearest(_words(a[1]), _words(b[1 + 2 * o]))
+            q = np.flatnonzero(mutual)
+            if len(q) < align_from:
                 continue
             if pa is None:
                 pa = a[0].astype(np.float32)
-            q = np.flatnonzero(mutual[p, o])
-            t = nearest_b[p, q, o]
+            t = nearest[q]
             cv2.setRNGSeed(0)
             M, mask = cv2.estimateAffinePartial2D(
                 pa[q], pb.astype(np.float32)[t], method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX, maxIters=200

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import cli, make_dataset, synthetic_face
-from maskdet import config, dataset, groups, health, images, kaggle, pipeline
+from maskdet import config, dataset, file_readers, groups, health, images, kaggle, pipeline
 
 
 def test_class_folders_are_found_by_alias_and_case(tmp_path):
@@ -170,6 +170,43 @@ def test_every_file_not_used_is_listed_with_its_reason_never_fatal(tiny_dataset)
     again = dataset.scan(tiny_dataset)  # through the per-file cache, twice: the same reasons
     again = dataset.scan(tiny_dataset)
     pd.testing.assert_series_equal(again["skipped"], table["skipped"])
+
+
+def _same_rows(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for k in x:
+            if k in ("keypoints", "signature") and x[k] is not None:
+                parts = zip(x[k], y[k]) if k == "keypoints" else [(x[k], y[k])]
+                assert all(np.array_equal(u, v) for u, v in parts), k
+            else:
+                assert x[k] == y[k] or (pd.isna(x[k]) and pd.isna(y[k])), (k, x[k], y[k])
+
+
+def test_many_files_are_read_by_worker_processes_giving_what_threads_give(tiny_dataset, tmp_path, monkeypatch):
+    """From READ_PROCESSES_FROM files on, worker processes (python -m maskdet.file_readers) read the files:
+    the rows threads give, broken files included, in order, with progress; workers that die or cannot start
+    leave their share to threads."""
+    folder = tiny_dataset / "without_mask"
+    (folder / "truncated.jpg").write_bytes((folder / "face_000.jpg").read_bytes()[:300])
+    (folder / "notes.txt").write_text("not an image")
+    paths = dataset.list_files(tiny_dataset)["path"].tolist()
+    threads = file_readers.read_files(paths, dataset._scan_file)  # few files: threads
+    assert sum(r["error"] is not None for r in threads) == 2
+    started = []
+    popen = file_readers.subprocess.Popen
+    monkeypatch.setattr(file_readers.subprocess, "Popen", lambda *a, **k: started.append(a) or popen(*a, **k))
+    monkeypatch.setattr(config, "READ_PROCESSES_FROM", 10)
+    monkeypatch.setattr(config, "READ_PROCESSES", 2)
+    seen = []
+    _same_rows(threads, file_readers.read_files(paths, dataset._scan_file, lambda d, t: seen.append((d, t))))
+    assert len(started) == 2 and seen[-1] == (len(paths), len(paths)) and seen == sorted(seen)
+    monkeypatch.setattr(file_readers, "WORKER", "maskdet.no_such_module")  # workers that end at once
+    _same_rows(threads, file_readers.read_files(paths, dataset._scan_file))
+    monkeypatch.setattr(file_readers.sys, "executable", str(tmp_path / "no-python"))  # cannot start
+    _same_rows(threads, file_readers.read_files(paths, dataset._scan_file))
+    assert len(started) == 5  # 2, 2, then the one that failed to start
 
 
 def test_files_that_are_not_images_change_nothing_else(tiny_dataset):
