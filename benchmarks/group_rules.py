@@ -5,7 +5,7 @@ then rules (how many look-alikes, where the second look starts, its thresholds) 
     python benchmarks/group_rules.py replay
 
 `dump` (about 4 min here, 2 cores) scans the folder (cached), takes each image's `--neighbours` nearest
-look-alikes (maskdet.groups.candidate_pairs) and keeps for each pair its inliers before the second look and,
+look-alikes (maskdet.look_alikes.candidate_pairs) and keeps for each pair its inliers before the second look and,
 from 6 inliers up, its aligned correlation (maskdet.photo_match.evidence_many), in /tmp/group-evidence.pkl.
 `replay` prints, per rule, the share of the pairs inside the `Augmented_<id>` families grouped together
 (recall), the families on both sides of the split, the largest group and split unit. The first row is the
@@ -26,7 +26,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from maskdet import config, dataset, groups, photo_match as pm  # noqa: E402
+from maskdet import config, dataset, groups, look_alikes, photo_match as pm  # noqa: E402
 from maskdet.images import open_image  # noqa: E402
 
 EVIDENCE = Path("/tmp/group-evidence.pkl")
@@ -39,7 +39,7 @@ def dump(data: Path, neighbours: int) -> None:
     unique, first = np.unique(good["hash"].to_numpy(), return_index=True)
     signatures = np.stack(good["signature"].to_numpy())[first]
     paths = good["path"].to_numpy()[first]
-    pairs = groups.candidate_pairs(signatures, unique, k=neighbours)
+    pairs = look_alikes.candidate_pairs(signatures, unique, k=neighbours)
     pm.prepare()
     features = {i: pm.keypoints(open_image(paths[i])) for i in range(len(unique))}
 
@@ -54,7 +54,7 @@ def dump(data: Path, neighbours: int) -> None:
     similarity = (signatures[pairs[:, 0]] * signatures[pairs[:, 1]]).sum(axis=1)
     evidence = {"data": str(data), "unique": unique, "signatures": signatures, "pairs": pairs}
     evidence.update(inliers=inliers, ncc=ncc, similarity=similarity, rows=good[["path", "hash"]])
-    evidence["greys"] = groups.grey_thumbnails([features[i][4] for i in range(len(unique))])
+    evidence["greys"] = look_alikes.grey_thumbnails([features[i][4] for i in range(len(unique))])
     with open(EVIDENCE, "wb") as f:
         pickle.dump(evidence, f)
     print(f"{len(pairs)} pairs of {len(unique)} images -> {EVIDENCE}")
@@ -79,7 +79,7 @@ def replay() -> None:
     code = pairs[:, 0] * n + pairs[:, 1]
 
     def among(k):  # the pairs that k look-alikes give
-        p = groups.candidate_pairs(e["signatures"], unique, k=k)
+        p = look_alikes.candidate_pairs(e["signatures"], unique, k=k)
         return np.isin(code, p[:, 0] * n + p[:, 1])
 
     def report(name, group_links, unit_links):
@@ -104,7 +104,7 @@ def replay() -> None:
         return ((inl >= pm.MIN_INLIERS) | lifted) & m, ((inl >= pm.SPLIT_INLIERS) | near) & m
 
     def two_passes(align_from, one_photo, one_side):  # maskdet.groups as it stands (VERSION 4)
-        first, second = groups.first_pass_pairs(e["signatures"], e["greys"], unique)
+        first, second = look_alikes.first_pass_pairs(e["signatures"], e["greys"], unique)
         at = pd.Series(np.arange(len(code)), index=code)
         f, s = at[first[:, 0] * n + first[:, 1]].to_numpy(), at[second[:, 0] * n + second[:, 1]].to_numpy()
         lifted = (inl >= align_from) & (ncc >= one_photo)
@@ -118,7 +118,7 @@ def replay() -> None:
         return join & used, unit & used
 
     print(f"{'rule':62s} {'recall':>7s} {'straddle':>8s} {'group':>5s} {'unit':>5s} {'links':>7s}")
-    here = (groups.NEIGHBOURS, pm.ALIGN_FROM, pm.ALIGN_NCC, pm.ALIGN_SPLIT_NCC)
+    here = (look_alikes.NEIGHBOURS, pm.ALIGN_FROM, pm.ALIGN_NCC, pm.ALIGN_SPLIT_NCC)
     if "greys" in e:
         report(f"maskdet.groups now: two passes, second look from {here[1]}", *two_passes(*here[1:]))
     report(f"one pass: {here[0]} look-alikes, second look from {here[1]}", *rule(*here))

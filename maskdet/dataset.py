@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config, file_readers, files, groups, photo_match as pm, split_memory
+from . import config, file_readers, files, groups, look_alikes, photo_match as pm, split_memory
 from .images import SKIP_REASONS, ImageError, read_image_file, sharpness
 
 SCAN_CACHE_VERSION = 5  # 4: keypoints for verified near-duplicate groups (maskdet.groups); 5: + thumbnails
@@ -114,7 +114,7 @@ def _scan_file(path: str) -> dict:
         row["hash"] = hashlib.sha1(data).hexdigest()
         row["width"], row["height"] = img.size
         row["sharpness"] = sharpness(img)
-        row["signature"] = groups.signature(img)
+        row["signature"] = look_alikes.signature(img)
         row["keypoints"] = pm.keypoints(img)
     except ImageError as exc:
         row["error"] = str(exc).replace("image: ", "", 1)
