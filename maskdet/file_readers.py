@@ -29,20 +29,21 @@ def read_files(paths: list[str], scan_file, progress=None) -> list[dict]:
     return _in_threads(paths, scan_file, progress)
 
 
-def _in_threads(paths: list[str], scan_file, progress=None, done_before: int = 0, total: int | None = None):
+def _in_threads(paths: list[str], scan_file, progress=None) -> list[dict]:
     rows = []
     with ThreadPoolExecutor(max_workers=config.READ_THREADS) as pool:
         for row in pool.map(scan_file, paths):
             rows.append(row)
             if progress and (len(rows) % 200 == 1 or len(rows) == len(paths)):
-                progress(done_before + len(rows), total or len(paths))
+                progress(len(rows), len(paths))
     return rows
 
 
 def _in_workers(paths: list[str], scan_file, n: int, progress=None) -> list[dict]:
     shares = [paths[k::n] for k in range(n)]
     rows: list[list[dict]] = [[] for _ in range(n)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(config.PROJECT_DIR), os.environ.get("PYTHONPATH", "")])}
+    path = [str(config.PROJECT_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     procs = []
 
     def follow(k):  # a worker's rows, as they come

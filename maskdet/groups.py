@@ -107,7 +107,7 @@ def group_images(
 
     with ThreadPoolExecutor(max_workers=config.VERIFY_THREADS) as pool:
         verify(pairs, 0)
-        # the second pass: every look-alike of the images the first found a copy of
+        # the second pass: the close look-alikes (la.SECOND_PASS_SIMILARITY) of the images the first found a copy of
         roots = np.array([comps.find(i) for i in range(len(unique))])
         copied = np.bincount(roots, minlength=len(unique))[roots] > 1
         later = later[copied[later[:, 0]] | copied[later[:, 1]]]

@@ -97,8 +97,8 @@ def grey_thumbnails(thumbnails: list[np.ndarray]) -> tuple[np.ndarray, np.ndarra
 
 def first_pass_pairs(signatures: np.ndarray, greys: tuple, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The first pass's pairs (each image's FIRST_PASS likeliest copies among its WIDE_NEIGHBOURS look-alikes,
-    most likely first) and the second pass's candidates (NEIGHBOURS look-alikes, as candidate_pairs gives them,
-    less those of the first pass)."""
+    most likely first) and the second pass's candidates (NEIGHBOURS look-alikes at least SECOND_PASS_SIMILARITY
+    alike in colour, most alike first, less those of the first pass)."""
     idx, sims = look_alikes(signatures, max(WIDE_NEIGHBOURS, NEIGHBOURS))
     rows = np.broadcast_to(np.arange(len(idx))[:, None], idx.shape)
     grey, mirror = greys
